@@ -1,0 +1,82 @@
+# Data: the toy MUSDB (when no dataset is configured), one shard per track,
+# the written track table, whitening statistics and a short summary.
+
+
+if PLAN.is_toy:
+
+    rule toy_musdb:
+        output:
+            PLAN.dataset,
+        params:
+            seed=config["dataset"]["toy"]["seed"],
+            train=config["dataset"]["toy"]["train_tracks"],
+            test=config["dataset"]["toy"]["test_tracks"],
+            duration=config["dataset"]["toy"]["duration"],
+            hq="--hq" if config["dataset"]["toy"]["format"] == "hq" else "",
+        log:
+            f"{RESULTS}/logs/data/toy_musdb.log",
+        shell:
+            "python -m musicsep make-toy-musdb {output:q} --seed {params.seed} "
+            "--train {params.train} --test {params.test} --duration {params.duration} "
+            "{params.hq} --jobs {threads} 2> {log:q}"
+
+
+rule shard:
+    input:
+        shard_inputs,
+    output:
+        SHARD,
+    params:
+        dataset=PLAN.dataset,
+        member=lambda wc: track(wc, "member"),
+        split=lambda wc: track(wc, "split"),
+        sample_rate=config["data"]["sample_rate"],
+        chunk=config["data"]["chunk_seconds"],
+        silence=config["data"]["silence_db"],
+        mono="--mono" if config["data"]["mono"] else "",
+    log:
+        f"{RESULTS}/logs/data/shard/{{slug}}.log",
+    shell:
+        "python -m musicsep shard {params.dataset:q} {params.member:q} --out {output:q} "
+        "--split {params.split} --slug {wildcards.slug} --sample-rate {params.sample_rate} "
+        "--chunk-seconds {params.chunk} --silence-db {params.silence} {params.mono} 2> {log:q}"
+
+
+rule tracks:
+    input:
+        shards(),
+    output:
+        f"{RESULTS}/data/tracks.tsv",
+    log:
+        f"{RESULTS}/logs/data/tracks.log",
+    shell:
+        "python -m musicsep tracks {input:q} --out {output:q} 2> {log:q}"
+
+
+rule stats:
+    input:
+        shards("train"),
+    output:
+        f"{RESULTS}/data/stats.h5",
+    params:
+        n_fft=config["features"]["n_fft"],
+        hop=config["features"]["hop"],
+        log_eps=config["features"]["log_eps"],
+    log:
+        f"{RESULTS}/logs/data/stats.log",
+    shell:
+        "python -m musicsep stats {input:q} --out {output:q} --n-fft {params.n_fft} "
+        "--hop {params.hop} --log-eps {params.log_eps} 2> {log:q}"
+
+
+rule data_summary:
+    input:
+        tracks=rules.tracks.output[0],
+        stats=rules.stats.output[0],
+    output:
+        f"{RESULTS}/data/summary.md",
+    log:
+        f"{RESULTS}/logs/data/summary.log",
+    shell:
+        "python -m musicsep summary --tracks {input.tracks:q} --stats {input.stats:q} "
+        "--out {output:q} > {log:q} 2>&1"

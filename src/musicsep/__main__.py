@@ -1,0 +1,3 @@
+from musicsep.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""``python -m musicsep``: the command line every rule, test and person uses.
+
+Each subcommand is a thin layer over a function of the package; errors caused
+by input are printed as one ``error:`` line naming the file or key, with exit
+status 1 and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from musicsep import MusicsepError, __version__
+from musicsep.io import setup_logging
+
+log = logging.getLogger("musicsep")
+
+
+def _make_toy(args) -> None:
+    from musicsep.toy import make_toy_musdb
+
+    make_toy_musdb(args.out, seed=args.seed, train=args.train, test=args.test,
+                   duration=args.duration, fmt="hq" if args.hq else "stems", jobs=args.jobs)
+
+
+def _index(args) -> None:
+    from musicsep.dataset import scan, table_frame, write_table
+
+    _, tracks = scan(args.dataset, args.subsets, args.max_tracks, args.valid_fraction, args.valid_seed)
+    frame = table_frame(tracks)
+    if args.out:
+        write_table(frame, args.out)
+    else:
+        frame.to_csv(sys.stdout, sep="\t", index=False, float_format="%.3f")
+
+
+def _shard(args) -> None:
+    from musicsep.dataset import Dataset
+    from musicsep.shard import write_shard
+
+    write_shard(Dataset.open(args.dataset), args.member, args.split, args.out,
+                sample_rate=args.sample_rate, mono=args.mono, chunk_seconds=args.chunk_seconds,
+                silence_db=args.silence_db, slug=args.slug)
+
+
+def _tracks(args) -> None:
+    from musicsep.summary import tracks_from_shards
+
+    tracks_from_shards(args.shards, args.out)
+
+
+def _stats(args) -> None:
+    from musicsep.features import compute_stats
+
+    compute_stats(args.shards, args.out, n_fft=args.n_fft, hop=args.hop, log_eps=args.log_eps)
+
+
+def _summary(args) -> None:
+    from musicsep.summary import write_summary
+
+    print(write_summary(args.tracks, args.stats, args.out))
+
+
+def _check_config(args) -> None:
+    from musicsep.config import load_yaml, validate
+
+    validate(load_yaml(args.config), args.schema)
+    print(f"{args.config}: valid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="musicsep", description="Music source separation on MUSDB18: data, training, evaluation.")
+    parser.add_argument("--version", action="version", version=f"musicsep {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_):
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("make-toy-musdb", _make_toy, "write the built-in toy MUSDB (musdb18.zip format, or HQ)")
+    p.add_argument("out", type=Path, help="output: a .zip file (like musdb18.zip) or a folder")
+    p.add_argument("--seed", type=int, default=2019, help="seed of names and audio (default 2019)")
+    p.add_argument("--train", type=int, default=8, help="train tracks (default 8)")
+    p.add_argument("--test", type=int, default=3, help="test tracks (default 3)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per track (default 20)")
+    p.add_argument("--hq", action="store_true", help="MUSDB18-HQ layout (wav per source)")
+    p.add_argument("--jobs", type=int, default=1, help="tracks rendered in parallel (default 1)")
+
+    p = command("index", _index, "list a dataset's tracks: slug, name, subset, split, member, duration")
+    p.add_argument("dataset", type=Path, help="musdb18.zip, MUSDB18 folder, or MUSDB18-HQ zip/folder")
+    p.add_argument("--subsets", nargs="+", default=["train", "test"], choices=["train", "test"])
+    p.add_argument("--max-tracks", type=int, default=None, help="first N tracks per subset")
+    p.add_argument("--valid-fraction", type=float, default=0.15,
+                   help="validation share when MUSDB's official names are absent (default 0.15)")
+    p.add_argument("--valid-seed", type=int, default=0, help="seed of that split (default 0)")
+    p.add_argument("--out", type=Path, help="write a TSV here instead of printing it")
+
+    p = command("shard", _shard, "decode one track once and write its HDF5 shard")
+    p.add_argument("dataset", type=Path, help="the dataset (zip or folder)")
+    p.add_argument("member", help="the track inside it, e.g. 'train/Artist - Title.stem.mp4'")
+    p.add_argument("--out", type=Path, required=True, help="shard to write (.h5)")
+    p.add_argument("--split", required=True, choices=["train", "valid", "test"])
+    p.add_argument("--slug", default=None, help="the track's slug, stored in the shard")
+    p.add_argument("--sample-rate", type=int, default=44100, help="output rate in Hz (default 44100)")
+    p.add_argument("--mono", action="store_true", help="downmix every stream to mono")
+    p.add_argument("--chunk-seconds", type=float, default=1.0, help="HDF5 chunk length (default 1.0)")
+    p.add_argument("--silence-db", type=float, default=-60.0,
+                   help="RMS (dBFS) under which a source is flagged silent (default -60)")
+
+    p = command("tracks", _tracks, "write the track table from shards (durations, silent sources)")
+    p.add_argument("shards", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = command("stats", _stats, "whitening statistics of the log-magnitude STFT of training shards")
+    p.add_argument("shards", nargs="+", type=Path, help="training shards (never test or validation)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n-fft", type=int, default=2048)
+    p.add_argument("--hop", type=int, default=512)
+    p.add_argument("--log-eps", type=float, default=1e-6)
+
+    p = command("summary", _summary, "write a short Markdown summary of the prepared data")
+    p.add_argument("--tracks", type=Path, required=True, help="the track table (tracks.tsv)")
+    p.add_argument("--stats", type=Path, required=True, help="the statistics (stats.h5)")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = command("check-config", _check_config, "validate a workflow config against the schema")
+    p.add_argument("config", type=Path, nargs="?", default=Path("config/config.yaml"))
+    p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        args.func(args)
+    except MusicsepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,76 @@
+"""Configuration: load YAML, validate against a JSON schema, fill defaults.
+
+Every key is described in ``config/schema.yaml`` with its default. Errors name
+the key by its dotted path (``data.sample_rate``), and unknown keys are
+rejected with the keys that are allowed in their place.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from musicsep import MusicsepError
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file with ``safe_load``; errors name the file."""
+    path = Path(path)
+    try:
+        with open(path) as fh:
+            return yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise MusicsepError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise MusicsepError(f"{path}: not valid YAML: {err}") from None
+
+
+def _fill_defaults(schema: dict, value: Any) -> Any:
+    """Return ``value`` with the schema's defaults filled in, recursively."""
+    if value is None and "default" in schema:
+        value = copy.deepcopy(schema["default"])
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in schema["properties"].items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = _fill_defaults(sub, value[key]) if isinstance(value[key], dict) else value[key]
+    return value
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        unknown = sorted(set(err.instance) - set(allowed))
+        where = _key(err.absolute_path)
+        names = ", ".join(
+            _key([*err.absolute_path, key]) for key in unknown
+        )
+        return (f"unknown config key {names} (allowed in {where}: "
+                f"{', '.join(allowed)})")
+    return f"config key {_key(err.absolute_path)}: {err.message}"
+
+
+def validate(config: dict | None, schema: dict | str | Path) -> dict:
+    """Validate ``config`` against ``schema`` (a dict or a YAML file) and return
+    a new dict with every default filled in. Raises MusicsepError naming the
+    offending key(s)."""
+    if not isinstance(schema, dict):
+        schema = load_yaml(schema)
+    config = copy.deepcopy(config) if config is not None else {}
+    if not isinstance(config, dict):
+        raise MusicsepError("the configuration must be a mapping of keys to values")
+    config = _fill_defaults(schema, config)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise MusicsepError("invalid configuration:\n  " + "\n  ".join(_message(e) for e in errors))
+    return config

@@ -1,0 +1,166 @@
+"""One track -> one HDF5 shard, and the per-dataset steps over shards.
+
+A shard ``{slug}.h5`` holds the dataset ``audio`` of shape
+``(5 streams, channels, samples)`` float32, streams in MUSDB order
+(mixture, drums, bass, other, vocals), decoded once and resampled to the model
+rate. It is chunked ``(1, channels, chunk)``: a few-second excerpt of one
+source is one read touching a few contiguous chunks, and incoherent excerpts
+(each source from its own offset) read only the source they need.
+
+Attributes: ``name``, ``slug``, ``subset``, ``split``, ``sample_rate``,
+``source_sample_rate``, ``streams``, ``channels``, ``samples``, ``duration``,
+``source`` (dataset entry), ``source_checksum`` (sha256 of the source
+file(s)), ``rms_db`` (per stream), ``silent`` (silent sources), and
+``musicsep_version``.
+
+A shard is written under a temporary name and renamed when complete, so a
+killed job leaves nothing that passes for a finished shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import h5py
+import numpy as np
+
+from musicsep import STREAMS, SOURCES, MusicsepError, __version__
+from musicsep.audio import AudioError, decode_blocks, probe
+from musicsep.dataset import STEM_SUFFIX, Dataset
+from musicsep.io import atomic_path, sha256_stream
+
+log = logging.getLogger(__name__)
+
+
+def track_name(member: str) -> str:
+    name = PurePosixPath(member).name
+    return name[: -len(STEM_SUFFIX)] if name.endswith(STEM_SUFFIX) else name
+
+
+def _gather(dataset: Dataset, member: str, tmpdir: Path, where: str) -> tuple[list[Path], str]:
+    """Local paths of a track's files (extracted from a zip into ``tmpdir``)
+    and the sha256 of their bytes."""
+    paths, digests = [], []
+    for entry in dataset.files(member):
+        try:
+            with dataset.open_entry(entry) as fh:
+                if dataset.is_zip:
+                    local = tmpdir / f"{len(paths)}{PurePosixPath(entry).suffix}"
+                    with open(local, "wb") as out:
+                        digests.append(sha256_stream(fh, out))
+                else:
+                    local = dataset.local_path(entry)
+                    digests.append(sha256_stream(fh))
+        except FileNotFoundError:
+            raise MusicsepError(f"{dataset.describe(entry)}: missing file of {where}") from None
+        paths.append(local)
+    checksum = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    return paths, "sha256:" + checksum
+
+
+def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str) -> tuple[list, int, float]:
+    """Probe a track's files; return (decoder inputs, source rate, duration)."""
+    entries = dataset.files(member)
+    streams = []
+    for entry, path in zip(entries, paths):
+        try:
+            found = probe(path)
+        except AudioError as err:
+            raise MusicsepError(f"{dataset.describe(entry)}: {where}: {err}") from None
+        if not found:
+            raise MusicsepError(f"{dataset.describe(entry)}: {where}: no audio stream")
+        streams.append(found)
+    if dataset.kind == "stems":
+        found = streams[0]
+        if len(found) != len(STREAMS):
+            raise MusicsepError(
+                f"{dataset.describe(member)}: {where}: has {len(found)} audio stream(s); a MUSDB18 "
+                f"stem file has {len(STREAMS)} ({', '.join(STREAMS)})")
+        inputs = [(paths[0], k) for k in range(len(STREAMS))]
+        flat = found
+    else:
+        inputs = [(p, 0) for p in paths]
+        flat = [s[0] for s in streams]
+    rates = {s.sample_rate for s in flat}
+    if len(rates) != 1:
+        detail = ", ".join(f"{name} {s.sample_rate} Hz" for name, s in zip(STREAMS, flat))
+        raise MusicsepError(f"{dataset.describe(member)}: {where}: sources differ in sample rate ({detail})")
+    rate = rates.pop()
+    durations = [s.duration for s in flat]
+    if dataset.kind == "hq" and max(durations) - min(durations) > 0.5 / rate:
+        detail = ", ".join(f"{name} {d:.4f} s" for name, d in zip(STREAMS, durations))
+        raise MusicsepError(f"{dataset.describe(member)}: {where}: sources differ in length ({detail})")
+    return inputs, rate, float(np.nanmax(durations))
+
+
+def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
+                sample_rate: int = 44100, mono: bool = False, chunk_seconds: float = 1.0,
+                silence_db: float = -60.0, slug: str | None = None) -> dict:
+    """Decode a track once and write its shard to ``out``; returns the attributes."""
+    name = track_name(member)
+    where = f"track '{name}'"
+    channels = 1 if mono else 2
+    chunk = max(1, int(round(chunk_seconds * sample_rate)))
+    with tempfile.TemporaryDirectory(prefix="musicsep-shard-") as tmp:
+        paths, checksum = _gather(dataset, member, Path(tmp), where)
+        inputs, source_rate, duration = _check_streams(dataset, member, paths, where)
+        resample = sample_rate if sample_rate != source_rate else None
+        power = np.zeros(len(STREAMS))
+        samples = 0
+        with atomic_path(out) as tmp_out:
+            with h5py.File(tmp_out, "w") as h5:
+                audio = h5.create_dataset("audio", shape=(len(STREAMS), channels, 0),
+                                          maxshape=(len(STREAMS), channels, None),
+                                          chunks=(1, channels, chunk), dtype="float32")
+                try:
+                    for block in decode_blocks(inputs, resample):
+                        block = block.transpose(1, 2, 0)  # (streams, 2, frames)
+                        if mono:
+                            block = block.mean(axis=1, keepdims=True)
+                        if not np.isfinite(block).all():
+                            bad = STREAMS[int(np.nonzero(~np.isfinite(block).all(axis=(1, 2)))[0][0])]
+                            raise MusicsepError(
+                                f"{dataset.describe(member)}: {where}: NaN or Inf in '{bad}' after decoding, "
+                                f"near {samples / sample_rate:.2f} s")
+                        power += np.square(block, dtype=np.float64).sum(axis=(1, 2))
+                        audio.resize(samples + block.shape[-1], axis=2)
+                        audio[:, :, samples:] = block
+                        samples += block.shape[-1]
+                except AudioError as err:
+                    raise MusicsepError(f"{dataset.describe(member)}: {where}: {err}") from None
+                expected = duration * sample_rate
+                if samples == 0 or (np.isfinite(expected) and samples < expected - 0.1 * sample_rate):
+                    raise MusicsepError(
+                        f"{dataset.describe(member)}: {where}: truncated or corrupt: decoded "
+                        f"{samples / sample_rate:.2f} s of the {duration:.2f} s its header declares")
+                rms_db = 10 * np.log10(np.maximum(power / (samples * channels), 1e-20))
+                silent = [s for s, level in zip(STREAMS, rms_db) if s in SOURCES and level < silence_db]
+                attrs = {
+                    "name": name, "slug": slug or "", "subset": PurePosixPath(member).parts[0],
+                    "split": split, "sample_rate": sample_rate, "source_sample_rate": source_rate,
+                    "streams": list(STREAMS), "channels": channels, "samples": samples,
+                    "duration": samples / sample_rate, "source": member, "source_checksum": checksum,
+                    "rms_db": rms_db.round(2), "silent": silent, "musicsep_version": __version__,
+                }
+                h5.attrs.update(attrs)
+    for source in silent:
+        log.warning("%s: source '%s' is silent (RMS %.1f dBFS)", name, source,
+                    rms_db[STREAMS.index(source)])
+    log.info("%s: %.1f s, %d Hz, %d channel(s) -> %s", name, samples / sample_rate, sample_rate, channels, out)
+    return attrs
+
+
+def read_attrs(path: str | Path) -> dict:
+    """A shard's attributes as plain Python values."""
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in h5.attrs.items()}
+    except (OSError, FileNotFoundError) as err:
+        raise MusicsepError(f"{path}: not a readable shard ({err})") from None
+    for key, value in attrs.items():
+        if isinstance(value, list):
+            attrs[key] = [v.decode() if isinstance(v, bytes) else v for v in value]
+    return attrs

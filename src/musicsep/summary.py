@@ -1,0 +1,62 @@
+"""The written track table (from the shards) and the data summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import pandas as pd
+
+from musicsep.io import atomic_path
+from musicsep.shard import read_attrs
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["slug", "name", "subset", "split", "duration", "sample_rate", "channels",
+           "silent", "source", "source_checksum"]
+
+
+def tracks_from_shards(shards: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
+    """Write the track table as the shards describe it: exact durations and
+    the silent sources (comma-separated, empty when none)."""
+    rows = []
+    for path in shards:
+        attrs = read_attrs(path)
+        rows.append({**{k: attrs.get(k) for k in COLUMNS},
+                     "slug": attrs.get("slug") or Path(path).stem,
+                     "silent": ",".join(attrs.get("silent", []))})
+    frame = pd.DataFrame(rows, columns=COLUMNS).sort_values(["subset", "name"])
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.3f")
+    return frame
+
+
+def write_summary(tracks: str | Path, stats: str | Path, out: str | Path) -> str:
+    """A short Markdown summary of the prepared data."""
+    frame = pd.read_csv(tracks, sep="\t", keep_default_na=False)
+    with h5py.File(stats, "r") as h5:
+        stats_attrs = dict(h5.attrs)
+        mean, std = h5["mean"][:], h5["std"][:]
+    lines = ["# Data summary", "",
+             f"Sample rate {frame['sample_rate'].iloc[0]} Hz, {frame['channels'].iloc[0]} channel(s).", "",
+             "| split | tracks | hours | silent sources |", "|---|---:|---:|---:|"]
+    for split in ("train", "valid", "test"):
+        part = frame[frame["split"] == split]
+        silent = sum(len(s.split(",")) for s in part["silent"] if s)
+        lines.append(f"| {split} | {len(part)} | {part['duration'].sum() / 3600:.3f} | {silent} |")
+    flagged = frame[frame["silent"] != ""]
+    if len(flagged):
+        lines += ["", "Tracks with silent sources:", ""]
+        lines += [f"- {row.name_}: {row.silent}" for row in
+                  flagged.rename(columns={"name": "name_"}).itertuples()]
+    lines += ["", f"Whitening statistics: {len(stats_attrs['tracks'])} training tracks, "
+              f"{int(stats_attrs['frames'])} frames (n_fft {int(stats_attrs['n_fft'])}, "
+              f"hop {int(stats_attrs['hop'])}); log-magnitude mean {mean.mean():.2f}, "
+              f"std {std.mean():.2f} (averaged over frequency).", ""]
+    text = "\n".join(lines)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text)
+    log.info("data summary -> %s", out)
+    return text

@@ -1,0 +1,73 @@
+"""What the Snakemake workflow needs at parse time, kept here so that the
+rules stay thin and the logic is tested like the rest of the package."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from musicsep.config import load_yaml, validate
+from musicsep.dataset import Dataset, build_table, scan, table_frame
+from musicsep.toy import toy_tracks
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The dataset and its track table, known before any job runs."""
+
+    dataset: str             # path of the dataset (the toy zip when no path is configured)
+    kind: str                # "stems" or "hq"
+    is_zip: bool
+    is_toy: bool
+    tracks: pd.DataFrame     # indexed by slug: slug, name, subset, split, member, duration
+
+    def slugs(self, *splits: str) -> list[str]:
+        table = self.tracks
+        return list(table.index if not splits else table.index[table["split"].isin(splits)])
+
+    def inputs(self, slug: str) -> list[str]:
+        """The files a track's shard is made from (Snakemake's inputs)."""
+        if self.is_zip:
+            return [self.dataset]
+        member = self.tracks.loc[slug, "member"]
+        if self.kind == "stems":
+            return [str(Path(self.dataset) / member)]
+        folder = Path(self.dataset) / member
+        return sorted(str(p) for p in folder.glob("*.wav"))
+
+
+def load_config(config: dict, basedir: str | Path) -> dict:
+    """Validate the workflow's config (defaults filled in) against
+    ``config/schema.yaml`` under ``basedir``."""
+    return validate(config, load_yaml(Path(basedir) / "config" / "schema.yaml"))
+
+
+def plan(config: dict) -> Plan:
+    """The dataset and track table for a validated config."""
+    ds, valid = config["dataset"], config["data"]["valid"]
+    subsets = ds["subsets"]
+    if ds["path"] is None:
+        toy = ds["toy"]
+        suffix = "hq" if toy["format"] == "hq" else ""
+        path = f"{config['results']}/toy/musdb18{suffix}-toy.zip"
+        rows = [r[:4] for r in toy_tracks(toy["seed"], toy["train_tracks"], toy["test_tracks"],
+                                           toy["duration"], toy["format"]) if r[1] in subsets]
+        by_subset = [r for s in subsets for r in [x for x in rows if x[1] == s][:ds["max_tracks"]]]
+        tracks = build_table(by_subset, valid["fraction"], valid["seed"])
+        return Plan(path, toy["format"], True, True, table_frame(tracks))
+    dataset, tracks = scan(ds["path"], subsets, ds["max_tracks"], valid["fraction"], valid["seed"])
+    return Plan(str(dataset.path), dataset.kind, dataset.is_zip, False, table_frame(tracks))
+
+
+def use_this_python() -> None:
+    """Put the interpreter running Snakemake first on PATH, so that the
+    rules' ``python -m musicsep`` finds the package also when the virtual
+    environment was not activated (inside a container, the container's own
+    Python is found as before)."""
+    bindir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
