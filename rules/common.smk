@@ -16,11 +16,12 @@ try:
 except MusicsepError as err:
     raise WorkflowError(str(err))
 
-use_this_python()
+use_this_python(workflow.basedir)
 
 RESULTS = config["results"]
 TRACKS = PLAN.tracks
 SHARD = f"{RESULTS}/data/shards/{{slug}}.h5"
+ENV = "../envs/musicsep.yaml"
 
 
 wildcard_constraints:

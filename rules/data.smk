@@ -13,6 +13,8 @@ if PLAN.is_toy:
             test=config["dataset"]["toy"]["test_tracks"],
             duration=config["dataset"]["toy"]["duration"],
             hq="--hq" if config["dataset"]["toy"]["format"] == "hq" else "",
+        conda:
+            ENV
         log:
             f"{RESULTS}/logs/data/toy_musdb.log",
         shell:
@@ -34,6 +36,8 @@ rule shard:
         chunk=config["data"]["chunk_seconds"],
         silence=config["data"]["silence_db"],
         mono="--mono" if config["data"]["mono"] else "",
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/data/shard/{{slug}}.log",
     shell:
@@ -47,6 +51,8 @@ rule tracks:
         shards(),
     output:
         f"{RESULTS}/data/tracks.tsv",
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/data/tracks.log",
     shell:
@@ -62,6 +68,8 @@ rule stats:
         n_fft=config["features"]["n_fft"],
         hop=config["features"]["hop"],
         log_eps=config["features"]["log_eps"],
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/data/stats.log",
     shell:
@@ -75,6 +83,8 @@ rule data_summary:
         stats=rules.stats.output[0],
     output:
         f"{RESULTS}/data/summary.md",
+    conda:
+        ENV
     log:
         f"{RESULTS}/logs/data/summary.log",
     shell:

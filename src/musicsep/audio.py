@@ -82,10 +82,10 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
         cmd += ["-i", f]
     chains = []
     for k, (f, stream) in enumerate(inputs):
-        chain = f"[{files.index(str(f))}:a:{stream}]aformat=sample_fmts=flt:channel_layouts=stereo"
+        chain = f"[{files.index(str(f))}:a:{stream}]"
         if sample_rate:
-            chain += f",aresample={sample_rate}:resampler=soxr"
-        chains.append(f"{chain}[s{k}]")
+            chain += f"aresample={sample_rate}:resampler=soxr,"
+        chains.append(f"{chain}aformat=sample_fmts=flt:channel_layouts=stereo[s{k}]")
     n = len(inputs)
     if n > 1:
         graph = ";".join(chains) + ";" + "".join(f"[s{k}]" for k in range(n)) + f"amerge=inputs={n}[out]"

@@ -63,11 +63,14 @@ def plan(config: dict) -> Plan:
     return Plan(str(dataset.path), dataset.kind, dataset.is_zip, False, table_frame(tracks))
 
 
-def use_this_python() -> None:
-    """Put the interpreter running Snakemake first on PATH, so that the
-    rules' ``python -m musicsep`` finds the package also when the virtual
-    environment was not activated (inside a container, the container's own
-    Python is found as before)."""
-    bindir = str(Path(sys.executable).parent)
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
-        os.environ["PATH"] = os.pathsep.join([bindir, os.environ.get("PATH", "")])
+def use_this_python(basedir: str | Path) -> None:
+    """Make the rules' ``python -m musicsep`` run this checkout's package: put
+    the interpreter running Snakemake first on PATH (so it is found also when
+    the virtual environment was not activated) and ``basedir/src`` first on
+    PYTHONPATH (so a conda environment or a container with the dependencies
+    runs the same code)."""
+    for var, entry in (("PATH", str(Path(sys.executable).parent)),
+                       ("PYTHONPATH", str(Path(basedir).resolve() / "src"))):
+        current = os.environ.get(var, "")
+        if current.split(os.pathsep)[0] != entry:
+            os.environ[var] = os.pathsep.join([entry, current]) if current else entry

@@ -1,0 +1,285 @@
+"""Benchmarks of the data stage, each against a baseline measured in the same run.
+
+1. Shard preparation: ``write_shard(Dataset.open(...), ...)`` on a MUSDB folder
+   and on a zip holding the same file (extraction included), against ffmpeg
+   alone decoding the same five AAC streams to raw float32 (the minimum work).
+   Runs are interleaved (ffmpeg, folder, zip, ffmpeg, ...) and medians compared.
+   Files: the real MUSDB18 excerpt in stempeg's wheel (6 s), a 60 s track tiled
+   from it, and any ``--stem FILE`` (e.g. a full-length MUSDB18 track).
+2. Loader throughput: excerpts/s of ``ExcerptDataset`` over shards, through a
+   one-worker DataLoader and indexed in-process, against the same random draws
+   sliced from the same audio held in numpy arrays (coherent and incoherent).
+   Timing starts after the first excerpt (worker start-up excluded); shards sit
+   in the page cache, as they do after the first epoch of training.
+3. Dry run of the workflow on a MUSDB18-size dataset (150 tracks, as a folder
+   and as a zip): wall seconds of ``snakemake -n`` and the shard jobs it lists.
+
+Prints ratios and goals; asserts nothing about time (numbers depend on the
+machine). Run from the repository root with the virtual environment:
+
+    python benchmarks/bench_data.py [--quick] [--stem FILE ...] [--seconds 3.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import stempeg
+import torch
+from torch.utils.data import DataLoader
+
+from musicsep import STREAMS
+from musicsep.audio import decode_blocks, probe, write_stem_mp4
+from musicsep.data import _SOURCE_ROWS, ExcerptDataset
+from musicsep.dataset import VALID_TRACKS, Dataset
+from musicsep.shard import write_shard
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = str(Path(sys.executable).parent)
+RATE = 44100
+SUMMARY: list[tuple[str, str, str, bool | None]] = []   # (figure, value, goal, met)
+
+
+def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool | None = None) -> None:
+    SUMMARY.append((figure, format(value, fmt), goal or "", met))
+
+
+def interleave(runs: dict, reps: int) -> dict[str, float]:
+    """Median seconds of each callable, run once to warm up, then A, B, ... ``reps`` times."""
+    times = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(reps):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def musdb(root: Path, stem: Path, names: dict[str, list[str]], zip_too: bool = False) -> tuple[Path, Path | None]:
+    """A MUSDB18-layout folder of hard links (copies across devices) to ``stem``, and its zip."""
+    for subset, tracks in names.items():
+        (root / subset).mkdir(parents=True, exist_ok=True)
+        for name in tracks:
+            try:
+                os.link(stem, root / subset / f"{name}.stem.mp4")
+            except OSError:
+                shutil.copy(stem, root / subset / f"{name}.stem.mp4")
+    if not zip_too:
+        return root, None
+    archive = root.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:   # as the toy musdb18.zip
+        for path in sorted(root.rglob("*.stem.mp4")):
+            zf.write(path, f"musdb18/{path.relative_to(root).as_posix()}")
+    return root, archive
+
+
+def tiled_stem(example: Path, out: Path, seconds: float) -> Path:
+    """A longer stem file: the example's five streams decoded, tiled and re-encoded."""
+    audio = np.concatenate(list(decode_blocks([(example, k) for k in range(len(STREAMS))])))
+    reps = int(np.ceil(seconds * RATE / len(audio)))
+    streams = np.tile(audio, (reps, 1, 1))[: int(seconds * RATE)].transpose(1, 0, 2)
+    write_stem_mp4(out, streams, RATE, STREAMS)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# 1. Shard preparation
+# --------------------------------------------------------------------------- #
+
+def bench_shards(stems: list[Path], work: Path, reps: int) -> None:
+    print(f"\n== 1. Shard preparation vs ffmpeg decoding the 5 streams (median of {reps}, interleaved)")
+    print(f"{'file':32} {'audio s':>8} {'ffmpeg s':>9} {'folder s':>9} {'zip s':>8} "
+          f"{'folder/ff':>10} {'zip/ff':>7} {'audio s/s':>10}")
+    for i, stem in enumerate(stems):
+        seconds = probe(stem)[0].duration
+        name = "Artist - Title"
+        folder, archive = musdb(work / f"shard{i}" / "musdb18", stem, {"train": [name]}, zip_too=True)
+        member, out = f"train/{name}.stem.mp4", work / f"shard{i}" / "out.h5"
+        ffmpeg = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(stem)]
+        for k in range(len(STREAMS)):
+            ffmpeg += ["-map", f"0:a:{k}", "-f", "f32le", "/dev/null"]
+        t = interleave({
+            "ffmpeg": lambda: subprocess.run(ffmpeg, check=True),
+            "folder": lambda: write_shard(Dataset.open(folder), member, "train", out),
+            "zip": lambda: write_shard(Dataset.open(archive), member, "train", out),
+        }, reps)
+        folder_ratio, zip_ratio = t["folder"] / t["ffmpeg"], t["zip"] / t["ffmpeg"]
+        label = stem.name[:32]
+        print(f"{label:32} {seconds:8.1f} {t['ffmpeg']:9.3f} {t['folder']:9.3f} {t['zip']:8.3f} "
+              f"{folder_ratio:10.2f} {zip_ratio:7.2f} {seconds / t['folder']:10.0f}")
+        tag = f"{seconds:.0f} s track"
+        note(f"shard/ffmpeg, folder, {tag}", folder_ratio, ".2f", "<= 1.5", folder_ratio <= 1.5)
+        note(f"shard/ffmpeg, zip, {tag}", zip_ratio, ".2f", "<= 1.5", zip_ratio <= 1.5)
+        note(f"audio s prepared per s, folder, {tag}", seconds / t["folder"], ".0f")
+
+
+# --------------------------------------------------------------------------- #
+# 2. Loader throughput
+# --------------------------------------------------------------------------- #
+
+def memory_item(audio: list[np.ndarray], excerpt: int, incoherent: bool, epoch: int, index: int):
+    """ExcerptDataset's draw, sliced from arrays in memory (tracks longer than the excerpt)."""
+    rng = np.random.default_rng([0, 0, epoch, index])
+    track = int(rng.integers(len(audio)))
+    span = audio[track].shape[-1] - excerpt + 1
+    if incoherent:
+        sources = np.stack([audio[track][row, :, (o := int(rng.integers(0, span))):o + excerpt]
+                            for row in _SOURCE_ROWS])
+    else:
+        o = int(rng.integers(0, span))
+        sources = audio[track][1:, :, o:o + excerpt]
+    sources = torch.from_numpy(sources)
+    return sources.sum(dim=0), sources
+
+
+def rate_of(items, n: int) -> float:
+    """Excerpts per second over ``n`` items, timed from the first one on."""
+    items = iter(items)
+    next(items)
+    start = time.perf_counter()
+    for _ in range(n - 1):
+        next(items)
+    return (n - 1) / (time.perf_counter() - start)
+
+
+def bench_loader(example: Path, long_stem: Path, work: Path, seconds: float, n: int, reps: int) -> None:
+    print(f"\n== 2. Loader throughput, {seconds} s excerpts (excerpts/s, median of {reps} runs of {n})")
+    names = [f"Copy {i} - Excerpt" for i in range(4)]
+    folder, _ = musdb(work / "loader" / "musdb18", example, {"train": names})
+    shutil.copy(long_stem, folder / "train" / "Long - Tiled.stem.mp4")
+    shards = []
+    for member in sorted(p.relative_to(folder).as_posix() for p in (folder / "train").iterdir()):
+        shards.append(work / "loader" / f"{len(shards)}.h5")
+        write_shard(Dataset.open(folder), member, "train", shards[-1])
+    print(f"shards: {len(shards)} ({len(names)} x 6 s, 1 x {probe(long_stem)[0].duration:.0f} s)")
+    import h5py
+
+    audio = []
+    for path in shards:
+        with h5py.File(path, "r") as h5:
+            audio.append(h5["audio"][()])
+    print(f"{'incoherent':>10} {'in-memory':>10} {'in-process':>11} {'1 worker':>9} "
+          f"{'in-proc/mem':>12} {'worker/mem':>11}")
+    for incoherent in (True, False):
+        ds = ExcerptDataset(shards, seconds, incoherent=incoherent, samples_per_epoch=n)
+        epoch = iter(range(1, 10 ** 6))
+
+        def ours_memory():
+            e = next(epoch)
+            return rate_of((memory_item(audio, ds.excerpt, incoherent, e, i) for i in range(n)), n)
+
+        def ours_inprocess():
+            ds.set_epoch(next(epoch))
+            return rate_of((ds[i] for i in range(n)), n)
+
+        def ours_worker():
+            ds.set_epoch(next(epoch))
+            return rate_of(DataLoader(ds, batch_size=None, num_workers=1), n)
+
+        rates = {k: [] for k in ("memory", "inprocess", "worker")}
+        runs = {"memory": ours_memory, "inprocess": ours_inprocess, "worker": ours_worker}
+        for _ in range(reps):
+            for k, fn in runs.items():
+                rates[k].append(fn())
+        r = {k: statistics.median(v) for k, v in rates.items()}
+        in_ratio, worker_ratio = r["inprocess"] / r["memory"], r["worker"] / r["memory"]
+        print(f"{incoherent!s:>10} {r['memory']:10.0f} {r['inprocess']:11.0f} {r['worker']:9.0f} "
+              f"{in_ratio:12.2f} {worker_ratio:11.2f}")
+        kind = "incoherent" if incoherent else "coherent"
+        note(f"excerpts/s in memory, {kind}", r["memory"], ".0f")
+        note(f"excerpts/s in-process, {kind}", r["inprocess"], ".0f")
+        note(f"excerpts/s 1 worker, {kind}", r["worker"], ".0f")
+        note(f"in-process/memory, {kind}", in_ratio, ".2f", ">= 0.5", in_ratio >= 0.5)
+        note(f"1 worker/memory, {kind}", worker_ratio, ".2f", ">= 0.5", worker_ratio >= 0.5)
+
+
+# --------------------------------------------------------------------------- #
+# 3. Dry run on a MUSDB18-size dataset
+# --------------------------------------------------------------------------- #
+
+# Real MUSDB18 names where known (the 14 official validation tracks and a few
+# others), then invented ones with the same troublesome characters.
+TRAIN_NAMES = list(VALID_TRACKS) + ["Juliet's Rescue - Heartbeats", "M.E.R.C. Music - Knockout"]
+TEST_NAMES = ["The Easton Ellises (Baumi) - SDRNR", "Al James - Schoolboy Facination",
+              "Angels In Amplifiers - I'm Alright", "Ben Carrigan - We'll Talk About It All Tonight"]
+ARTISTS = ["The O'Neills", "Rock & Roll Inc.", "Dr. Hook (Tribute)", "St. Vincent's Choir",
+           "Smith & Sons Jr.", "A.B.C. Trio", "Müller (feat. Zoë)"]
+TITLES = ["Don't Stop", "Salt & Pepper", "Vol. 2 (Live)", "Mr. Brown's Song", "Intro (Reprise)"]
+
+
+def invented(n: int, start: int) -> list[str]:
+    return [f"{ARTISTS[i % len(ARTISTS)]} {i} - {TITLES[i % len(TITLES)]}" for i in range(start, start + n)]
+
+
+def dry_run(dataset: Path, results: Path) -> tuple[float, int]:
+    cmd = ["snakemake", "-n", "--profile", "profiles/default",
+           "--config", f"dataset={{path: '{dataset}'}}", f"results={results}"]
+    env = {**os.environ, "PATH": os.pathsep.join([BIN, os.environ.get("PATH", "")])}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"snakemake -n failed:\n{proc.stdout}\n{proc.stderr}")
+    stats = (proc.stdout + proc.stderr).split("Job stats", 1)[-1]
+    found = re.search(r"^\s*shard\s+(\d+)\s*$", stats, re.MULTILINE)
+    return seconds, int(found.group(1)) if found else 0
+
+
+def bench_dry_run(example: Path, work: Path, reps: int) -> None:
+    names = {"train": TRAIN_NAMES + invented(100 - len(TRAIN_NAMES), 0),
+             "test": TEST_NAMES + invented(50 - len(TEST_NAMES), 100)}
+    folder, archive = musdb(work / "dry" / "musdb18", example, names, zip_too=True)
+    print(f"\n== 3. snakemake -n on {sum(map(len, names.values()))} tracks "
+          f"(100 train, 50 test; median of {reps})")
+    results = {"folder": [], "zip": []}
+    for _ in range(reps):
+        for kind, path in (("folder", folder), ("zip", archive)):
+            results[kind].append(dry_run(path, work / "dry" / f"results-{kind}"))
+    for kind, runs in results.items():
+        seconds = statistics.median(s for s, _ in runs)
+        jobs = runs[-1][1]
+        print(f"{kind:6} {seconds:6.2f} s, shard jobs listed: {jobs}")
+        note(f"dry-run seconds, {kind}", seconds, ".2f", "< 10", seconds < 10)
+        note(f"shard jobs listed, {kind}", jobs, "d", "== 150", jobs == 150)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (about a minute)")
+    parser.add_argument("--stem", type=Path, action="append", default=[],
+                        help="more stem files for benchmark 1 (repeatable)")
+    parser.add_argument("--seconds", type=float, default=3.2, help="excerpt length for benchmark 2")
+    args = parser.parse_args()
+    reps, n, loader_reps, dry_reps = (5, 100, 3, 1) if args.quick else (11, 400, 5, 3)
+    torch.set_num_threads(1)
+    example = Path(stempeg.example_stem_path())
+    print(f"musicsep data benchmarks ({'quick' if args.quick else 'full'}); "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}")
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        work = Path(tmp)
+        long_stem = tiled_stem(example, work / "tiled.stem.mp4", 60.0)
+        bench_shards([example, long_stem, *args.stem], work, reps)
+        bench_loader(example, long_stem, work, args.seconds, n, loader_reps)
+        bench_dry_run(example, work, dry_reps)
+    print("\n== Summary")
+    width = max(len(f) for f, *_ in SUMMARY)
+    for figure, value, goal, met in SUMMARY:
+        mark = "" if met is None else ("met" if met else "MISSED")
+        print(f"{figure:{width}} {value:>8} {goal:>7} {mark}")
+
+
+if __name__ == "__main__":
+    main()

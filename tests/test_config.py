@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from musicsep import MusicsepError
+from musicsep.config import load_yaml, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+def walk(schema, path=()):
+    for key, sub in schema.get("properties", {}).items():
+        yield path + (key,), sub
+        yield from walk(sub, path + (key,))
+
+
+def test_every_key_has_description_and_default():
+    schema = load_yaml(SCHEMA)
+    keys = list(walk(schema))
+    assert len(keys) > 20
+    for path, sub in keys:
+        assert sub.get("description"), f"{'.'.join(path)} has no description"
+        assert "default" in sub, f"{'.'.join(path)} has no default"
+
+
+def test_repository_config_is_valid_and_equals_defaults():
+    config = validate(load_yaml(ROOT / "config" / "config.yaml"), SCHEMA)
+    assert config == validate({}, SCHEMA), "config/config.yaml and the schema's defaults disagree"
+    assert config["dataset"]["path"] is None
+    assert config["features"] == {"n_fft": 2048, "hop": 512, "log_eps": 1e-6}
+
+
+def test_defaults_fill_partial_blocks():
+    config = validate({"data": {"mono": True}}, SCHEMA)
+    assert config["data"]["mono"] is True
+    assert config["data"]["sample_rate"] == 44100
+    assert config["data"]["valid"]["fraction"] == 0.15
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(MusicsepError, match=r"unknown config key data\.sampel_rate .*sample_rate"):
+        validate({"data": {"sampel_rate": 16000}}, SCHEMA)
+    with pytest.raises(MusicsepError, match=r"unknown config key bogus"):
+        validate({"bogus": 1}, SCHEMA)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(MusicsepError, match=r"config key data\.sample_rate: 'fast' is not of type 'integer'"):
+        validate({"data": {"sample_rate": "fast"}}, SCHEMA)
+    with pytest.raises(MusicsepError, match=r"dataset\.toy\.format"):
+        validate({"dataset": {"toy": {"format": "flac"}}}, SCHEMA)

@@ -1,0 +1,177 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import soundfile
+import stempeg
+
+from musicsep import STREAMS, MusicsepError
+from musicsep.audio import write_stem_mp4
+from musicsep.dataset import Dataset
+from musicsep.io import atomic_path
+from musicsep.shard import read_attrs, write_shard
+
+JULIET = "train/Juliet's Rescue - Heartbeats.stem.mp4"
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_round_trip_equals_stempeg(real_musdb, tmp_path, example_stem):
+    out = tmp_path / "shards" / "juliet.h5"
+    attrs = write_shard(Dataset.open(real_musdb), JULIET, "train", out, slug="juliet")
+    reference, rate = stempeg.read_stems(str(example_stem))     # (5, samples, 2)
+    with h5py.File(out) as h5:
+        audio = h5["audio"]
+        assert audio.shape == (5, 2, reference.shape[1])
+        assert audio.chunks == (1, 2, 44100)
+        np.testing.assert_array_equal(audio[:], reference.transpose(0, 2, 1))
+    saved = read_attrs(out)
+    assert saved["name"] == "Juliet's Rescue - Heartbeats"
+    assert saved["split"] == "train" and saved["subset"] == "train" and saved["slug"] == "juliet"
+    assert saved["streams"] == list(STREAMS) and saved["sample_rate"] == rate == 44100
+    import hashlib
+    assert saved["source_checksum"] == "sha256:" + hashlib.sha256(example_stem.read_bytes()).hexdigest()
+    assert saved["musicsep_version"] and saved["silent"] == []
+    assert attrs["samples"] == reference.shape[1]
+    assert leftovers(out.parent) == ["juliet.h5"]
+
+
+def test_zip_resample_and_mono(real_musdb, tmp_path):
+    archive = tmp_path / "musdb18.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in real_musdb.rglob("*.mp4"):
+            zf.write(path, path.relative_to(real_musdb).as_posix())
+    full = write_shard(Dataset.open(real_musdb), JULIET, "train", tmp_path / "a.h5")
+    small = write_shard(Dataset.open(archive), JULIET, "valid", tmp_path / "b.h5", sample_rate=22050, mono=True)
+    assert small["channels"] == 1 and small["sample_rate"] == 22050 and small["source_sample_rate"] == 44100
+    assert small["source_checksum"] == full["source_checksum"]
+    assert abs(small["samples"] - full["samples"] / 2) <= 2
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        assert b["audio"].shape[:2] == (5, 1)
+        # the downmix of the resampled audio keeps the signal's level
+        rms_a = np.sqrt(np.mean(a["audio"][0].mean(axis=0) ** 2))
+        rms_b = np.sqrt(np.mean(b["audio"][0, 0] ** 2))
+        assert rms_b == pytest.approx(rms_a, rel=0.05)
+
+
+# ---------------------------------------------------------------- bad input --
+
+def hq_track(root: Path, name="Artist & Co - Song (Live)", seconds=1.0, rate=44100, override=None):
+    folder = root / "train" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    stems = rng.uniform(-0.2, 0.2, (4, int(seconds * rate), 2)).astype(np.float32)
+    audio = {"mixture": stems.sum(0), **dict(zip(STREAMS[1:], stems))}
+    for stream, data in audio.items():
+        data, sr, subtype = (override or {}).get(stream, (data, rate, "FLOAT"))
+        if data is not None:
+            soundfile.write(folder / f"{stream}.wav", data, sr, subtype=subtype)
+    return root, f"train/{name}"
+
+
+def expect_error(dataset, member, out, *patterns):
+    with pytest.raises(MusicsepError) as info:
+        write_shard(Dataset.open(dataset), member, "train", out)
+    for pattern in patterns:
+        assert pattern in str(info.value), str(info.value)
+    assert not out.exists()
+    assert leftovers(out.parent) == [], "a partial shard was left behind"
+    return str(info.value)
+
+
+def test_hq_round_trip(tmp_path):
+    root, member = hq_track(tmp_path / "hq")
+    out = tmp_path / "out" / "t.h5"
+    write_shard(Dataset.open(root), member, "train", out)
+    with h5py.File(out) as h5:
+        reference, _ = soundfile.read(root / member / "vocals.wav", dtype="float32")
+        np.testing.assert_array_equal(h5["audio"][4], reference.T)
+
+
+def test_hq_missing_source(tmp_path):
+    root, member = hq_track(tmp_path / "hq", override={"vocals": (None, 0, "")})
+    expect_error(root, member, tmp_path / "out" / "t.h5", "vocals.wav: missing file", "Artist & Co - Song (Live)")
+
+
+def test_hq_different_lengths(tmp_path):
+    root, member = hq_track(tmp_path / "hq", override={"bass": (np.zeros((30000, 2)), 44100, "FLOAT")})
+    expect_error(root, member, tmp_path / "out" / "t.h5", "sources differ in length", "bass 0.6803 s",
+                 "Artist & Co - Song (Live)")
+
+
+def test_hq_different_rates(tmp_path):
+    root, member = hq_track(tmp_path / "hq", override={"drums": (np.zeros((48000, 2)), 48000, "FLOAT")})
+    expect_error(root, member, tmp_path / "out" / "t.h5", "sources differ in sample rate", "drums 48000 Hz")
+
+
+def test_nan_after_decoding(tmp_path):
+    bad = np.zeros((44100, 2), dtype=np.float32)
+    bad[30000, 1] = np.nan
+    root, member = hq_track(tmp_path / "hq", override={"other": (bad, 44100, "FLOAT")})
+    expect_error(root, member, tmp_path / "out" / "t.h5", "NaN or Inf in 'other'", "near 0.00 s",
+                 "Artist & Co - Song (Live)")
+
+
+def test_silent_source_is_flagged(tmp_path):
+    root, member = hq_track(tmp_path / "hq", override={"vocals": (np.zeros((44100, 2)), 44100, "PCM_16")})
+    attrs = write_shard(Dataset.open(root), member, "train", tmp_path / "out" / "t.h5")
+    assert attrs["silent"] == ["vocals"]
+
+
+def test_wrong_number_of_streams(tmp_path, example_stem):
+    (tmp_path / "ds" / "train").mkdir(parents=True)
+    streams = np.zeros((2, 44100, 2), dtype=np.float32)
+    write_stem_mp4(tmp_path / "ds" / "train" / "Two - Streams.stem.mp4", streams, 44100, ["a", "b"])
+    expect_error(tmp_path / "ds", "train/Two - Streams.stem.mp4", tmp_path / "out" / "t.h5",
+                 "Two - Streams.stem.mp4", "has 2 audio stream(s)", "track 'Two - Streams'")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_stem_file(tmp_path, example_stem, damage):
+    (tmp_path / "ds" / "train").mkdir(parents=True)
+    target = tmp_path / "ds" / "train" / "Broken - Track.stem.mp4"
+    data = example_stem.read_bytes()
+    target.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:64] + os.urandom(len(data) - 64))
+    expect_error(tmp_path / "ds", "train/Broken - Track.stem.mp4", tmp_path / "out" / "t.h5",
+                 str(target), "track 'Broken - Track'")
+
+
+def test_missing_member(real_musdb, tmp_path):
+    expect_error(real_musdb, "train/Nobody - Here.stem.mp4", tmp_path / "out" / "t.h5",
+                 "Nobody - Here.stem.mp4: missing file")
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "x.h5") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError
+    assert leftovers(tmp_path) == []
+
+
+def test_killed_mid_write_leaves_no_shard(tmp_path):
+    """SIGKILL while the shard is being written: the output name never appears."""
+    long = np.zeros((44100 * 60, 2), dtype=np.float32)
+    root, member = hq_track(tmp_path / "hq", "Long - One", seconds=0.1,
+                            override={s: (long, 44100, "PCM_16") for s in STREAMS})
+    out = tmp_path / "out" / "long.h5"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "musicsep", "shard", str(root), member,
+                             "--split", "train", "--out", str(out)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any(out.parent.glob(".*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert [p for p in leftovers(out.parent) if not p.endswith(".tmp")] == []

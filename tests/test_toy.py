@@ -1,0 +1,116 @@
+"""The built-in toy MUSDB: format, determinism, and that it is music."""
+
+import zipfile
+
+import musdb
+import numpy as np
+import pytest
+import soundfile
+
+from musicsep import SOURCES, STREAMS
+from musicsep.audio import decode, probe
+from musicsep.synth import plan_song
+from musicsep.toy import SAMPLE_RATE, make_toy_musdb, render_streams, toy_names, toy_tracks
+
+
+def test_names_carry_musdb_characters():
+    names = toy_names(1, 10)
+    assert len(set(names)) == 10 and names == toy_names(1, 10) and names != toy_names(2, 10)
+    first5 = " ".join(names[:5])
+    for char in " '&.()":
+        assert char in first5, f"{char!r} missing from {names[:5]}"
+    assert all(" - " in name for name in names)
+
+
+def test_zip_layout_and_streams(toy_zip, tmp_path):
+    rows = toy_tracks(7, 2, 1, 4.0)
+    with zipfile.ZipFile(toy_zip) as zf:
+        files = sorted(n for n in zf.namelist() if n.endswith(".stem.mp4"))
+        assert files == sorted(member for _, _, member, _, _ in rows)
+        assert {n.split("/")[0] for n in files} == {"train", "test"}
+        zf.extractall(tmp_path)
+    for member in files:
+        streams = probe(tmp_path / member)
+        assert len(streams) == 5
+        assert {(s.codec, s.sample_rate, s.channels) for s in streams} == {("aac", 44100, 2)}
+        assert streams[0].duration == pytest.approx(4.0, abs=0.05)
+
+
+def snr(reference, estimate):
+    return 10 * np.log10(np.sum(reference ** 2) / np.sum((reference - estimate) ** 2))
+
+
+def test_mixture_is_the_sum_of_the_stems(toy_zip, tmp_path):
+    with zipfile.ZipFile(toy_zip) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(".stem.mp4"))
+        zf.extract(member, tmp_path)
+    streams = np.stack([decode(tmp_path / member, stream=k) for k in range(5)])
+    assert snr(streams[0], streams[1:].sum(0)) > 20     # AAC at 256 kb/s per stream
+    # before encoding the sum is exact
+    exact = render_streams(7000, 2.0)
+    np.testing.assert_allclose(exact[0], exact[1:].sum(0), atol=1e-6)
+
+
+def test_same_seed_same_audio():
+    a, b, c = render_streams(11, 3.0), render_streams(11, 3.0), render_streams(12, 3.0)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (5, 3 * SAMPLE_RATE, 2) and a.dtype == np.float32
+    assert not np.allclose(a, c)
+    assert np.abs(a[0]).max() <= 0.9 + 1e-6
+
+
+def test_same_seed_same_files(tmp_path):
+    one = make_toy_musdb(tmp_path / "a", seed=3, train=1, test=0, duration=2.0)
+    two = make_toy_musdb(tmp_path / "b", seed=3, train=1, test=0, duration=2.0)
+    (track,) = one.glob("train/*.stem.mp4")
+    np.testing.assert_array_equal(decode(track, stream=4), decode(two / track.relative_to(one), stream=4))
+
+
+def test_songs_differ_in_tempo_key_and_arrangement():
+    plans = [plan_song(seed) for seed in range(8)]
+    assert len({p.tempo for p in plans}) >= 6
+    assert len({p.key for p in plans}) >= 4
+    assert len({p.sections for p in plans}) >= 4
+
+
+def band_share(audio, low, high):
+    spectrum = np.abs(np.fft.rfft(audio.mean(axis=-1))) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[0], 1 / SAMPLE_RATE)
+    return spectrum[(freqs >= low) & (freqs < high)].sum() / spectrum.sum()
+
+
+def test_it_is_music():
+    streams = render_streams(2019000, 16.0)
+    stems = dict(zip(STREAMS, streams))
+    for source in SOURCES:
+        rms = np.sqrt(np.mean(stems[source] ** 2))
+        assert 20 * np.log10(rms) > -40, f"{source} is (nearly) silent"
+    assert band_share(stems["bass"], 0, 300) > 0.8                 # a bass line
+    assert band_share(stems["vocals"], 150, 4000) > 0.8            # a voice's range
+    assert band_share(stems["drums"], 5000, 22050) > 0.01          # cymbals are there
+    # drums are percussive: energy in 10 ms frames is peaky
+    frames = np.sqrt(np.mean(stems["drums"][: 16 * 44100].reshape(-1, 441, 2) ** 2, axis=(1, 2)))
+    assert np.percentile(frames, 95) > 4 * np.median(frames)
+    # the voice sings in phrases: there are rests of a quarter second or more
+    voc = np.sqrt(np.mean(stems["vocals"].reshape(-1, 11025, 2) ** 2, axis=(1, 2)))
+    assert (voc < 0.01 * voc.max()).sum() >= 2
+
+
+def test_hq_layout_and_musdb_reads_both(tmp_path, toy_zip):
+    hq = make_toy_musdb(tmp_path / "hq", seed=7, train=1, test=1, duration=2.0, fmt="hq")
+    folders = sorted(p.relative_to(hq).as_posix() for p in hq.glob("*/*"))
+    assert len(folders) == 2
+    for folder in folders:
+        names = sorted(p.name for p in (hq / folder).iterdir())
+        assert names == sorted(f"{s}.wav" for s in STREAMS)
+        audio = {s: soundfile.read(hq / folder / f"{s}.wav")[0] for s in STREAMS}
+        assert audio["vocals"].shape == (2 * 44100, 2)
+        np.testing.assert_allclose(audio["mixture"], sum(audio[s] for s in SOURCES), atol=3e-4)
+    db = musdb.DB(root=str(hq), is_wav=True)
+    assert len(db) == 2 and db[0].audio.shape == (2 * 44100, 2)
+    stems_dir = tmp_path / "stems"
+    with zipfile.ZipFile(toy_zip) as zf:
+        zf.extractall(stems_dir)
+    db = musdb.DB(root=str(stems_dir), subsets="train")
+    assert len(db) == 2
+    assert db[0].targets["vocals"].audio.shape[1] == 2
