@@ -34,6 +34,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import stempeg
 import torch
@@ -55,13 +56,16 @@ def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool
     SUMMARY.append((figure, format(value, fmt), goal or "", met))
 
 
-def interleave(runs: dict, reps: int) -> dict[str, float]:
-    """Median seconds of each callable, run once to warm up, then A, B, ... ``reps`` times."""
+def interleave(runs: dict, reps: int, before=lambda: None) -> dict[str, float]:
+    """Median seconds of each callable, run once to warm up, then A, B, ... ``reps``
+    times; ``before`` runs, untimed, before each."""
     times = {name: [] for name in runs}
     for fn in runs.values():
+        before()
         fn()
     for _ in range(reps):
         for name, fn in runs.items():
+            before()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -115,7 +119,7 @@ def bench_shards(stems: list[Path], work: Path, reps: int) -> None:
             "ffmpeg": lambda: subprocess.run(ffmpeg, check=True),
             "folder": lambda: write_shard(Dataset.open(folder), member, "train", out),
             "zip": lambda: write_shard(Dataset.open(archive), member, "train", out),
-        }, reps)
+        }, reps, before=lambda: out.unlink(missing_ok=True))   # a shard job writes a new file
         folder_ratio, zip_ratio = t["folder"] / t["ffmpeg"], t["zip"] / t["ffmpeg"]
         label = stem.name[:32]
         print(f"{label:32} {seconds:8.1f} {t['ffmpeg']:9.3f} {t['folder']:9.3f} {t['zip']:8.3f} "
@@ -130,29 +134,41 @@ def bench_shards(stems: list[Path], work: Path, reps: int) -> None:
 # 2. Loader throughput
 # --------------------------------------------------------------------------- #
 
-def memory_item(audio: list[np.ndarray], excerpt: int, incoherent: bool, epoch: int, index: int):
-    """ExcerptDataset's draw, sliced from arrays in memory (tracks longer than the excerpt)."""
-    rng = np.random.default_rng([0, 0, epoch, index])
-    track = int(rng.integers(len(audio)))
-    span = audio[track].shape[-1] - excerpt + 1
-    if incoherent:
-        sources = np.stack([audio[track][row, :, (o := int(rng.integers(0, span))):o + excerpt]
-                            for row in _SOURCE_ROWS])
-    else:
-        o = int(rng.integers(0, span))
-        sources = audio[track][1:, :, o:o + excerpt]
-    sources = torch.from_numpy(sources)
-    return sources.sum(dim=0), sources
+class MemoryExcerpts(torch.utils.data.Dataset):
+    """The baseline: ExcerptDataset's draws sliced from arrays held in memory
+    (all tracks longer than the excerpt, so no padding). Coherent excerpts are
+    copied out, as a shard read is: a view would keep, and send a worker's
+    parent, the whole track."""
+
+    def __init__(self, audio: list[np.ndarray], like: ExcerptDataset):
+        self.audio, self.like = audio, like
+
+    def __len__(self) -> int:
+        return len(self.like)
+
+    def __getitem__(self, index: int):
+        like = self.like
+        rng = np.random.default_rng([like.seed, like.rank, like.epoch, index])
+        track = self.audio[int(rng.integers(len(self.audio)))]
+        span = track.shape[-1] - like.excerpt + 1
+        if like.incoherent:
+            sources = np.stack([track[row, :, (o := int(rng.integers(0, span))):o + like.excerpt]
+                                for row in _SOURCE_ROWS])
+        else:
+            o = int(rng.integers(0, span))
+            sources = track[1:, :, o:o + like.excerpt].copy()   # a view would ship the whole track
+        return torch.from_numpy(sources)
 
 
-def rate_of(items, n: int) -> float:
-    """Excerpts per second over ``n`` items, timed from the first one on."""
-    items = iter(items)
+def excerpts_per_second(ds, workers: int | None) -> float:
+    """Excerpts/s over one epoch, indexed in-process (``workers`` None) or through
+    a DataLoader, timed from the first excerpt on (worker start-up excluded)."""
+    items = (ds[i] for i in range(len(ds))) if workers is None else \
+        iter(DataLoader(ds, batch_size=None, num_workers=workers))
     next(items)
     start = time.perf_counter()
-    for _ in range(n - 1):
-        next(items)
-    return (n - 1) / (time.perf_counter() - start)
+    count = sum(1 for _ in items)
+    return count / (time.perf_counter() - start)
 
 
 def bench_loader(example: Path, long_stem: Path, work: Path, seconds: float, n: int, reps: int) -> None:
@@ -164,46 +180,35 @@ def bench_loader(example: Path, long_stem: Path, work: Path, seconds: float, n: 
     for member in sorted(p.relative_to(folder).as_posix() for p in (folder / "train").iterdir()):
         shards.append(work / "loader" / f"{len(shards)}.h5")
         write_shard(Dataset.open(folder), member, "train", shards[-1])
-    print(f"shards: {len(shards)} ({len(names)} x 6 s, 1 x {probe(long_stem)[0].duration:.0f} s)")
-    import h5py
-
     audio = []
     for path in shards:
         with h5py.File(path, "r") as h5:
             audio.append(h5["audio"][()])
-    print(f"{'incoherent':>10} {'in-memory':>10} {'in-process':>11} {'1 worker':>9} "
-          f"{'in-proc/mem':>12} {'worker/mem':>11}")
+    print(f"shards: {len(shards)} ({len(names)} x 6 s, 1 x {audio[-1].shape[-1] / RATE:.0f} s); "
+          "memory+worker: the baseline through a 1-worker DataLoader (the cost of moving tensors)")
+    print(f"{'incoherent':>10} {'memory':>7} {'in-proc':>8} {'worker':>7} {'mem+worker':>11} "
+          f"{'in-proc/mem':>12} {'worker/mem':>11} {'worker/mem+worker':>18}")
     for incoherent in (True, False):
-        ds = ExcerptDataset(shards, seconds, incoherent=incoherent, samples_per_epoch=n)
-        epoch = iter(range(1, 10 ** 6))
-
-        def ours_memory():
-            e = next(epoch)
-            return rate_of((memory_item(audio, ds.excerpt, incoherent, e, i) for i in range(n)), n)
-
-        def ours_inprocess():
-            ds.set_epoch(next(epoch))
-            return rate_of((ds[i] for i in range(n)), n)
-
-        def ours_worker():
-            ds.set_epoch(next(epoch))
-            return rate_of(DataLoader(ds, batch_size=None, num_workers=1), n)
-
-        rates = {k: [] for k in ("memory", "inprocess", "worker")}
-        runs = {"memory": ours_memory, "inprocess": ours_inprocess, "worker": ours_worker}
-        for _ in range(reps):
-            for k, fn in runs.items():
-                rates[k].append(fn())
+        ours = ExcerptDataset(shards, seconds, incoherent=incoherent, samples_per_epoch=n)
+        memory = MemoryExcerpts(audio, ours)
+        runs = {"memory": (memory, None), "in-proc": (ours, None),
+                "worker": (ours, 1), "mem+worker": (memory, 1)}
+        rates = {k: [] for k in runs}
+        for rep in range(reps):
+            ours.set_epoch(rep)   # new draws each repetition, the same for every contender
+            for k, (ds, workers) in runs.items():
+                rates[k].append(excerpts_per_second(ds, workers))
         r = {k: statistics.median(v) for k, v in rates.items()}
-        in_ratio, worker_ratio = r["inprocess"] / r["memory"], r["worker"] / r["memory"]
-        print(f"{incoherent!s:>10} {r['memory']:10.0f} {r['inprocess']:11.0f} {r['worker']:9.0f} "
-              f"{in_ratio:12.2f} {worker_ratio:11.2f}")
+        in_ratio, worker_ratio = r["in-proc"] / r["memory"], r["worker"] / r["memory"]
+        print(f"{incoherent!s:>10} {r['memory']:7.0f} {r['in-proc']:8.0f} {r['worker']:7.0f} "
+              f"{r['mem+worker']:11.0f} {in_ratio:12.2f} {worker_ratio:11.2f} "
+              f"{r['worker'] / r['mem+worker']:18.2f}")
         kind = "incoherent" if incoherent else "coherent"
-        note(f"excerpts/s in memory, {kind}", r["memory"], ".0f")
-        note(f"excerpts/s in-process, {kind}", r["inprocess"], ".0f")
-        note(f"excerpts/s 1 worker, {kind}", r["worker"], ".0f")
+        for k in runs:
+            note(f"excerpts/s {k}, {kind}", r[k], ".0f")
         note(f"in-process/memory, {kind}", in_ratio, ".2f", ">= 0.5", in_ratio >= 0.5)
         note(f"1 worker/memory, {kind}", worker_ratio, ".2f", ">= 0.5", worker_ratio >= 0.5)
+        note(f"1 worker/memory+worker, {kind}", r["worker"] / r["mem+worker"], ".2f")
 
 
 # --------------------------------------------------------------------------- #
@@ -263,6 +268,8 @@ def main() -> None:
                         help="more stem files for benchmark 1 (repeatable)")
     parser.add_argument("--seconds", type=float, default=3.2, help="excerpt length for benchmark 2")
     args = parser.parse_args()
+    if not 0 < args.seconds < 6:
+        parser.error("--seconds must be below the 6 s of the shortest track")
     reps, n, loader_reps, dry_reps = (5, 100, 3, 1) if args.quick else (11, 400, 5, 3)
     torch.set_num_threads(1)
     example = Path(stempeg.example_stem_path())

@@ -3,17 +3,17 @@
 :class:`ExcerptDataset` draws random excerpts for training. With
 ``incoherent=True`` (the original experiments' setting) each source comes from
 its own random offset, and with ``incoherent_tracks=True`` also from its own
-random track, so the model sees mixtures no musician played; the mixture is
-always the sum of the returned sources. Draws are a pure function of
+random track, so the model sees mixtures no musician played. Draws are a pure
+function of
 ``(seed, rank, epoch, index)``: reproducible, different on every rank and
 epoch, and independent of how many loader workers there are.
 
 :class:`ValidationSet` is fixed: evenly spaced, coherent excerpts of each
 validation track, the same on every run.
 
-Both yield ``(mixture, sources)`` as float32 tensors of shapes
-``(channels, samples)`` and ``(n_sources, channels, samples)``, sources in
-:data:`musicsep.SOURCES` order.
+Both yield the sources, a float32 tensor ``(n_sources, channels, samples)`` in
+:data:`musicsep.SOURCES` order; the mixture is their sum, formed where it is
+used (``sources.sum(-3)``, on the device), so a loader worker ships 20% less.
 """
 
 from __future__ import annotations
@@ -33,21 +33,32 @@ _SOURCE_ROWS = [STREAMS.index(s) for s in SOURCES]
 
 
 class _Shards:
-    """Shard metadata plus file handles opened lazily in each process (a
-    DataLoader worker must not share the parent's HDF5 handles)."""
+    """Shard metadata, and excerpt reads straight from memory maps.
+
+    A shard's ``audio`` is uncompressed and chunked ``(1, channels, chunk)``;
+    the byte offset of every chunk is looked up once, and an excerpt is then
+    copied out of a read-only ``np.memmap`` of the file, chunk piece by chunk
+    piece: no HDF5 call per excerpt. Maps are opened lazily in each process
+    (forked DataLoader workers open their own). A shard written otherwise
+    (filters, another dtype) is read through h5py instead.
+    """
 
     def __init__(self, paths: Sequence[str | Path]):
         if not paths:
             raise MusicsepError("no shards given to the loader")
         self.paths = [str(p) for p in paths]
-        self.lengths, self.names, rates, channels = [], [], set(), set()
+        self.lengths, self.names, self.chunks, self.offsets = [], [], [], []
+        rates, channels = set(), set()
         for path in self.paths:
             try:
                 with h5py.File(path, "r") as h5:
-                    self.lengths.append(h5["audio"].shape[-1])
-                    channels.add(h5["audio"].shape[1])
+                    audio = h5["audio"]
+                    self.lengths.append(audio.shape[-1])
+                    channels.add(audio.shape[1])
                     rates.add(int(h5.attrs["sample_rate"]))
                     self.names.append(str(h5.attrs["name"]))
+                    self.chunks.append(audio.chunks[-1] if audio.chunks else 0)
+                    self.offsets.append(_chunk_offsets(audio))
             except (OSError, KeyError) as err:
                 raise MusicsepError(f"{path}: not a readable shard ({err})") from None
         if len(rates) != 1 or len(channels) != 1:
@@ -55,25 +66,59 @@ class _Shards:
         self.sample_rate = rates.pop()
         self.channels = channels.pop()
         self._pid = None
-        self._files: dict[int, h5py.Dataset] = {}
+        self._open: dict[int, object] = {}
 
-    def audio(self, track: int) -> h5py.Dataset:
+    def _handle(self, track: int):
         if self._pid != os.getpid():
-            self._files, self._pid = {}, os.getpid()
-        if track not in self._files:
-            self._files[track] = h5py.File(self.paths[track], "r")["audio"]
-        return self._files[track]
+            self._open, self._pid = {}, os.getpid()
+        if track not in self._open:
+            if self.offsets[track] is not None:
+                self._open[track] = np.memmap(self.paths[track], dtype=np.uint8, mode="r")
+            else:
+                self._open[track] = h5py.File(self.paths[track], "r")["audio"]
+        return self._open[track]
 
-    def read(self, track: int, rows, offset: int, length: int) -> np.ndarray:
-        """``audio[rows, :, offset:offset+length]``, zero-padded at the end when
-        the track is shorter than ``length``."""
-        data = self.audio(track)[rows, :, offset:offset + length]
-        if data.shape[-1] < length:
-            data = np.pad(data, [(0, 0)] * (data.ndim - 1) + [(0, length - data.shape[-1])])
-        return data
+    def read(self, track: int, rows: Sequence[int], offset: int, length: int) -> np.ndarray:
+        """``audio[rows, :, offset:offset+length]`` as ``(len(rows), channels,
+        length)``, zero-padded at the end when the track is shorter."""
+        handle = self._handle(track)
+        out = np.zeros((len(rows), self.channels, length), dtype=np.float32)
+        stop = min(offset + length, self.lengths[track])
+        if stop <= offset:
+            return out
+        offsets = self.offsets[track]
+        if offsets is None:
+            for i, row in enumerate(rows):
+                out[i, :, : stop - offset] = handle[row, :, offset:stop]
+            return out
+        chunk, count = self.chunks[track], self.channels * self.chunks[track]
+        for i, row in enumerate(rows):
+            for j in range(offset // chunk, (stop - 1) // chunk + 1):
+                lo, hi = max(offset, j * chunk), min(stop, (j + 1) * chunk)
+                if offsets[row, j] >= 0:
+                    data = np.frombuffer(handle, "<f4", count, int(offsets[row, j])).reshape(self.channels, chunk)
+                    out[i, :, lo - offset: hi - offset] = data[:, lo - j * chunk: hi - j * chunk]
+        return out
 
     def __getstate__(self):
-        return {**self.__dict__, "_files": {}, "_pid": None}
+        return {**self.__dict__, "_open": {}, "_pid": None}
+
+
+def _chunk_offsets(audio: h5py.Dataset) -> np.ndarray | None:
+    """Byte offsets ``(rows, time chunks)`` of an uncompressed float32 dataset
+    chunked ``(1, channels, chunk)``; -1 for chunks never written; None when
+    the layout does not allow reading chunks directly."""
+    chunks = audio.chunks
+    if (chunks is None or chunks[:2] != (1, audio.shape[1]) or audio.dtype != np.dtype("<f4")
+            or audio.compression or audio.shuffle or audio.fletcher32 or audio.scaleoffset):
+        return None
+    offsets = np.full((audio.shape[0], -(-audio.shape[-1] // chunks[-1])), -1, dtype=np.int64)
+
+    def visit(info):
+        offsets[info.chunk_offset[0], info.chunk_offset[2] // chunks[-1]] = info.byte_offset
+
+    audio.id.chunk_iter(visit)
+    return offsets
 
 
 class ExcerptDataset(Dataset):
@@ -107,7 +152,7 @@ class ExcerptDataset(Dataset):
     def _offset(self, rng: np.random.Generator, track: int) -> int:
         return int(rng.integers(0, max(self.shards.lengths[track] - self.excerpt, 0) + 1))
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, self.rank, self.epoch, index])
         n_tracks = len(self.shards.paths)
         track = int(rng.integers(n_tracks))
@@ -115,12 +160,11 @@ class ExcerptDataset(Dataset):
             parts = []
             for row in _SOURCE_ROWS:
                 src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
-                parts.append(self.shards.read(src_track, row, self._offset(rng, src_track), self.excerpt))
-            sources = np.stack(parts)
+                parts.append(self.shards.read(src_track, [row], self._offset(rng, src_track), self.excerpt))
+            sources = np.concatenate(parts)
         else:
-            sources = self.shards.read(track, slice(1, len(STREAMS)), self._offset(rng, track), self.excerpt)
-        sources = torch.from_numpy(sources)
-        return sources.sum(dim=0), sources
+            sources = self.shards.read(track, _SOURCE_ROWS, self._offset(rng, track), self.excerpt)
+        return torch.from_numpy(sources)
 
 
 class ValidationSet(Dataset):
@@ -143,7 +187,6 @@ class ValidationSet(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> torch.Tensor:
         track, offset = self.items[index]
-        sources = torch.from_numpy(self.shards.read(track, slice(1, len(STREAMS)), offset, self.excerpt))
-        return sources.sum(dim=0), sources
+        return torch.from_numpy(self.shards.read(track, _SOURCE_ROWS, offset, self.excerpt))

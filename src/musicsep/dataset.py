@@ -101,42 +101,77 @@ def unique_slugs(names: Iterable[str]) -> list[str]:
 # Headers: durations without decoding
 # --------------------------------------------------------------------------- #
 
+def _boxes(fh: BinaryIO, start: int, end: int):
+    """``(type, body start, end)`` of the ISO-BMFF boxes in ``[start, end)``."""
+    pos = start
+    while pos + 8 <= end:
+        fh.seek(pos)
+        header = fh.read(8)
+        if len(header) < 8:
+            return
+        size, kind = struct.unpack(">I4s", header)
+        head = 8
+        if size == 1:
+            size = struct.unpack(">Q", fh.read(8))[0]
+            head = 16
+        elif size == 0:
+            size = end - pos
+        if size < head:
+            raise ValueError(f"bad box size at byte {pos}")
+        yield kind, pos + head, min(pos + size, end)
+        pos += size
+
+
+def _child(fh: BinaryIO, body: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((b, e) for k, b, e in _boxes(fh, body, end) if k == kind), None)
+
+
+def _times(fh: BinaryIO, box: tuple[int, int]) -> tuple[int, int]:
+    """(timescale, duration) of an ``mvhd`` or ``mdhd`` box."""
+    fh.seek(box[0])
+    if fh.read(4)[0] == 1:
+        _, _, scale, duration = struct.unpack(">QQIQ", fh.read(28))
+    else:
+        _, _, scale, duration = struct.unpack(">IIII", fh.read(16))
+    return scale, duration
+
+
+def mp4_audio_streams(fh: BinaryIO, size: int) -> list[tuple[int, int, float]]:
+    """``(sample rate, channels, seconds)`` of each audio track of an mp4, read
+    from its ``moov`` box in Python (no decoding, no subprocess). Raises
+    ValueError when the file has no readable ``moov`` box."""
+    moov = next(((b, e) for k, b, e in _boxes(fh, 0, size) if k == b"moov"), None)
+    if moov is None:
+        raise ValueError("no moov box (truncated or not an mp4)")
+    streams = []
+    for kind, body, end in _boxes(fh, *moov):
+        mdia = _child(fh, body, end, b"mdia") if kind == b"trak" else None
+        hdlr = mdia and _child(fh, *mdia, b"hdlr")
+        if not hdlr:
+            continue
+        fh.seek(hdlr[0] + 8)
+        if fh.read(4) != b"soun":
+            continue
+        scale, duration = _times(fh, _child(fh, *mdia, b"mdhd"))
+        minf = _child(fh, *mdia, b"minf")
+        stbl = minf and _child(fh, *minf, b"stbl")
+        stsd = stbl and _child(fh, *stbl, b"stsd")
+        if not stsd:
+            raise ValueError("audio track without sample description")
+        fh.seek(stsd[0] + 8 + 8 + 16)   # full box header, entry count, entry header, sample entry fields
+        channels, _, _, _, rate = struct.unpack(">HHHHI", fh.read(12))
+        streams.append((rate >> 16 or scale, channels, duration / scale if scale else float("nan")))
+    return streams
+
+
 def _mp4_duration(fh: BinaryIO, size: int) -> float:
     """Duration in seconds from an mp4's ``moov/mvhd`` box (no decoding)."""
-
-    def boxes(start: int, end: int):
-        pos = start
-        while pos + 8 <= end:
-            fh.seek(pos)
-            header = fh.read(8)
-            if len(header) < 8:
-                return
-            box_size, kind = struct.unpack(">I4s", header)
-            head = 8
-            if box_size == 1:
-                box_size = struct.unpack(">Q", fh.read(8))[0]
-                head = 16
-            elif box_size == 0:
-                box_size = end - pos
-            if box_size < head:
-                return
-            yield kind, pos + head, pos + box_size
-            pos += box_size
-
-    for kind, body, end in boxes(0, size):
-        if kind == b"moov":
-            for sub, sub_body, _ in boxes(body, end):
-                if sub == b"mvhd":
-                    fh.seek(sub_body)
-                    version = fh.read(1)[0]
-                    fh.seek(sub_body + 4)
-                    if version == 1:
-                        _, _, scale, duration = struct.unpack(">QQIQ", fh.read(28))
-                    else:
-                        _, _, scale, duration = struct.unpack(">IIII", fh.read(16))
-                    if scale:
-                        return duration / scale
-    raise ValueError("no moov/mvhd box")
+    moov = next(((b, e) for k, b, e in _boxes(fh, 0, size) if k == b"moov"), None)
+    mvhd = moov and _child(fh, *moov, b"mvhd")
+    if not mvhd:
+        raise ValueError("no moov/mvhd box")
+    scale, duration = _times(fh, mvhd)
+    return duration / scale
 
 
 def _wav_duration(fh: BinaryIO) -> float:

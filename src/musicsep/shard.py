@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 from pathlib import Path, PurePosixPath
 
 import h5py
 import numpy as np
+import soundfile
 
 from musicsep import STREAMS, SOURCES, MusicsepError, __version__
-from musicsep.audio import AudioError, decode_blocks, probe
-from musicsep.dataset import STEM_SUFFIX, Dataset
+from musicsep.audio import AudioError, AudioStream, decode_blocks, probe
+from musicsep.dataset import STEM_SUFFIX, Dataset, mp4_audio_streams
 from musicsep.io import atomic_path, sha256_stream
 
 log = logging.getLogger(__name__)
@@ -61,13 +63,28 @@ def _gather(dataset: Dataset, member: str, tmpdir: Path, where: str) -> tuple[li
     return paths, "sha256:" + checksum
 
 
+def _stream_info(dataset: Dataset, path: Path) -> list[AudioStream]:
+    """The audio streams of a track file, from its header (mp4 boxes, WAV
+    header: no subprocess); ffprobe only for what those cannot read, so that
+    a broken file gets ffmpeg's own diagnosis."""
+    try:
+        if dataset.kind == "stems":
+            with open(path, "rb") as fh:
+                found = mp4_audio_streams(fh, os.fstat(fh.fileno()).st_size)
+            return [AudioStream(i, "mp4a", rate, ch, dur) for i, (rate, ch, dur) in enumerate(found)]
+        info = soundfile.info(str(path))
+        return [AudioStream(0, info.format, info.samplerate, info.channels, info.frames / info.samplerate)]
+    except Exception:
+        return probe(path)
+
+
 def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str) -> tuple[list, int, float]:
-    """Probe a track's files; return (decoder inputs, source rate, duration)."""
+    """Check a track's files; return (decoder inputs, source rate, duration)."""
     entries = dataset.files(member)
     streams = []
     for entry, path in zip(entries, paths):
         try:
-            found = probe(path)
+            found = _stream_info(dataset, path)
         except AudioError as err:
             raise MusicsepError(f"{dataset.describe(entry)}: {where}: {err}") from None
         if not found:
@@ -111,24 +128,26 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
         power = np.zeros(len(STREAMS))
         samples = 0
         with atomic_path(out) as tmp_out:
-            with h5py.File(tmp_out, "w") as h5:
+            with h5py.File(tmp_out, "w", rdcc_nbytes=32 << 20) as h5:
                 audio = h5.create_dataset("audio", shape=(len(STREAMS), channels, 0),
                                           maxshape=(len(STREAMS), channels, None),
                                           chunks=(1, channels, chunk), dtype="float32")
                 try:
-                    for block in decode_blocks(inputs, resample):
-                        block = block.transpose(1, 2, 0)  # (streams, 2, frames)
+                    # blocks of whole chunks: each chunk is written once, never read back
+                    for block in decode_blocks(inputs, resample, block_frames=chunk * max(1, (1 << 16) // chunk)):
                         if mono:
-                            block = block.mean(axis=1, keepdims=True)
-                        if not np.isfinite(block).all():
-                            bad = STREAMS[int(np.nonzero(~np.isfinite(block).all(axis=(1, 2)))[0][0])]
+                            block = block.mean(axis=2, keepdims=True)
+                        flat = block.reshape(len(block), -1)
+                        energy = np.diag(flat.T @ flat).reshape(len(STREAMS), -1).sum(axis=1, dtype=np.float64)
+                        if not np.isfinite(energy).all():
+                            bad = STREAMS[int(np.nonzero(~np.isfinite(energy))[0][0])]
                             raise MusicsepError(
                                 f"{dataset.describe(member)}: {where}: NaN or Inf in '{bad}' after decoding, "
                                 f"near {samples / sample_rate:.2f} s")
-                        power += np.square(block, dtype=np.float64).sum(axis=(1, 2))
-                        audio.resize(samples + block.shape[-1], axis=2)
-                        audio[:, :, samples:] = block
-                        samples += block.shape[-1]
+                        power += energy
+                        audio.resize(samples + len(block), axis=2)
+                        audio[:, :, samples:] = block.transpose(1, 2, 0)
+                        samples += len(block)
                 except AudioError as err:
                     raise MusicsepError(f"{dataset.describe(member)}: {where}: {err}") from None
                 expected = duration * sample_rate
