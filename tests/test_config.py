@@ -50,3 +50,13 @@ def test_wrong_type_is_named():
         validate({"data": {"sample_rate": "fast"}}, SCHEMA)
     with pytest.raises(MusicsepError, match=r"dataset\.toy\.format"):
         validate({"dataset": {"toy": {"format": "flac"}}}, SCHEMA)
+
+
+def test_strings_from_the_command_line_are_coerced():
+    config = validate({"dataset": {"path": "null", "toy": {"train_tracks": "2", "duration": "3.5"}},
+                       "data": {"mono": "true"}, "results": "123"}, SCHEMA)
+    assert config["dataset"]["path"] is None
+    assert config["dataset"]["toy"]["train_tracks"] == 2 and config["dataset"]["toy"]["duration"] == 3.5
+    assert config["data"]["mono"] is True and config["results"] == "123"
+    with pytest.raises(MusicsepError, match="data.sample_rate: '44.1k' is not of type 'integer'"):
+        validate({"data": {"sample_rate": "44.1k"}}, SCHEMA)

@@ -29,16 +29,41 @@ def load_yaml(path: str | Path) -> Any:
         raise MusicsepError(f"{path}: not valid YAML: {err}") from None
 
 
+_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce(schema: dict, value: str) -> Any:
+    """A string where the schema wants a number, boolean or null (Snakemake's
+    ``--config a={b: 1}`` passes nested values as strings): its YAML value
+    when that has a wanted type, else the string unchanged."""
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if "null" in types and value in ("null", "~"):
+        return None
+    if "string" in types or not any(t in _TYPES for t in types):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    ok = any(isinstance(parsed, _TYPES[t]) and not (t != "boolean" and isinstance(parsed, bool))
+             for t in types if t in _TYPES)
+    return parsed if ok else value
+
+
 def _fill_defaults(schema: dict, value: Any) -> Any:
-    """Return ``value`` with the schema's defaults filled in, recursively."""
+    """Return ``value`` with the schema's defaults filled in (and strings
+    coerced where a number, boolean or null is wanted), recursively."""
     if value is None and "default" in schema:
         value = copy.deepcopy(schema["default"])
     if isinstance(value, dict) and "properties" in schema:
         for key, sub in schema["properties"].items():
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])
-            if key in value:
-                value[key] = _fill_defaults(sub, value[key]) if isinstance(value[key], dict) else value[key]
+            if isinstance(value.get(key), dict):
+                value[key] = _fill_defaults(sub, value[key])
+            elif isinstance(value.get(key), str):
+                value[key] = _coerce(sub, value[key])
     return value
 
 
