@@ -175,3 +175,19 @@ def test_killed_mid_write_leaves_no_shard(tmp_path):
     proc.wait()
     assert not out.exists()
     assert [p for p in leftovers(out.parent) if not p.endswith(".tmp")] == []
+
+
+def test_hq_zip_toy_round_trip(tmp_path):
+    from musicsep.dataset import scan
+    from musicsep.toy import make_toy_musdb
+
+    archive = make_toy_musdb(tmp_path / "musdb18hq.zip", seed=4, train=2, test=0, duration=1.5, fmt="hq")
+    dataset, tracks = scan(archive, subsets=["train"])
+    assert (dataset.kind, dataset.is_zip) == ("hq", True)
+    assert [t.duration for t in tracks] == [1.5, 1.5]
+    out = tmp_path / "out" / "t.h5"
+    write_shard(dataset, tracks[0].member, tracks[0].split, out)
+    with zipfile.ZipFile(archive) as zf, zf.open(f"{tracks[0].member}/bass.wav") as fh:
+        reference, _ = soundfile.read(fh, dtype="float32")
+    with h5py.File(out) as h5:
+        np.testing.assert_array_equal(h5["audio"][2], reference.T)

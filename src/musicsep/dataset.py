@@ -256,12 +256,6 @@ class Dataset:
                 raise FileNotFoundError(entry) from None
         return open(self.path / entry, "rb")
 
-    def entry_size(self, entry: str) -> int:
-        if self.is_zip:
-            with zipfile.ZipFile(self.path) as zf:
-                return zf.getinfo(self.prefix + entry).file_size
-        return (self.path / entry).stat().st_size
-
     def describe(self, entry: str) -> str:
         """Human-readable location of an entry, for error messages."""
         return f"{self.path}:{entry}" if self.is_zip else str(self.path / entry)
@@ -371,8 +365,3 @@ def write_table(frame: pd.DataFrame, out: str | os.PathLike) -> None:
 
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.3f")
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    frame = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["", "nan"])
-    return frame.set_index("slug", drop=False)
