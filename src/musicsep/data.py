@@ -78,26 +78,33 @@ class _Shards:
                 self._open[track] = h5py.File(self.paths[track], "r")["audio"]
         return self._open[track]
 
-    def read(self, track: int, rows: Sequence[int], offset: int, length: int) -> np.ndarray:
-        """``audio[rows, :, offset:offset+length]`` as ``(len(rows), channels,
-        length)``, zero-padded at the end when the track is shorter."""
+    def read_into(self, out: np.ndarray, track: int, row: int, offset: int) -> None:
+        """Fill ``out`` (channels, length) with ``audio[row, :, offset:...]``,
+        zero-padded at the end when the track is shorter."""
         handle = self._handle(track)
-        out = np.zeros((len(rows), self.channels, length), dtype=np.float32)
-        stop = min(offset + length, self.lengths[track])
-        if stop <= offset:
-            return out
+        length = out.shape[-1]
+        stop = max(offset, min(offset + length, self.lengths[track]))
+        out[:, stop - offset:] = 0
         offsets = self.offsets[track]
+        if stop == offset:
+            return
         if offsets is None:
-            for i, row in enumerate(rows):
-                out[i, :, : stop - offset] = handle[row, :, offset:stop]
-            return out
+            handle.read_direct(out, np.s_[row, :, offset:stop], np.s_[:, : stop - offset])
+            return
         chunk, count = self.chunks[track], self.channels * self.chunks[track]
+        for j in range(offset // chunk, (stop - 1) // chunk + 1):
+            lo, hi = max(offset, j * chunk), min(stop, (j + 1) * chunk)
+            if offsets[row, j] < 0:          # a chunk never written reads as zeros, as in HDF5
+                out[:, lo - offset: hi - offset] = 0
+                continue
+            data = np.frombuffer(handle, "<f4", count, int(offsets[row, j])).reshape(self.channels, chunk)
+            out[:, lo - offset: hi - offset] = data[:, lo - j * chunk: hi - j * chunk]
+
+    def read(self, track: int, rows: Sequence[int], offset: int, length: int) -> np.ndarray:
+        """``audio[rows, :, offset:offset+length]`` as ``(len(rows), channels, length)``."""
+        out = np.empty((len(rows), self.channels, length), dtype=np.float32)
         for i, row in enumerate(rows):
-            for j in range(offset // chunk, (stop - 1) // chunk + 1):
-                lo, hi = max(offset, j * chunk), min(stop, (j + 1) * chunk)
-                if offsets[row, j] >= 0:
-                    data = np.frombuffer(handle, "<f4", count, int(offsets[row, j])).reshape(self.channels, chunk)
-                    out[i, :, lo - offset: hi - offset] = data[:, lo - j * chunk: hi - j * chunk]
+            self.read_into(out[i], track, row, offset)
         return out
 
     def __getstate__(self):
@@ -156,14 +163,12 @@ class ExcerptDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.rank, self.epoch, index])
         n_tracks = len(self.shards.paths)
         track = int(rng.integers(n_tracks))
-        if self.incoherent:
-            parts = []
-            for row in _SOURCE_ROWS:
-                src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
-                parts.append(self.shards.read(src_track, [row], self._offset(rng, src_track), self.excerpt))
-            sources = np.concatenate(parts)
-        else:
-            sources = self.shards.read(track, _SOURCE_ROWS, self._offset(rng, track), self.excerpt)
+        if not self.incoherent:
+            return torch.from_numpy(self.shards.read(track, _SOURCE_ROWS, self._offset(rng, track), self.excerpt))
+        sources = np.empty((len(_SOURCE_ROWS), self.shards.channels, self.excerpt), dtype=np.float32)
+        for i, row in enumerate(_SOURCE_ROWS):
+            src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
+            self.shards.read_into(sources[i], src_track, row, self._offset(rng, src_track))
         return torch.from_numpy(sources)
 
 
