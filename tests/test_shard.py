@@ -175,6 +175,9 @@ def test_killed_mid_write_leaves_no_shard(tmp_path):
     proc.wait()
     assert not out.exists()
     assert [p for p in leftovers(out.parent) if not p.endswith(".tmp")] == []
+    # the retried job completes and clears what the killed one left
+    write_shard(Dataset.open(root), member, "train", out)
+    assert leftovers(out.parent) == ["long.h5"]
 
 
 def test_hq_zip_toy_round_trip(tmp_path):

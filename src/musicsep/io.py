@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -15,9 +16,12 @@ from typing import BinaryIO, Iterator
 def atomic_path(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``out``; rename it to ``out`` when the
     block succeeds, remove it when the block fails. A job killed mid-write
-    leaves only a ``.tmp`` file that no rule takes as its output."""
+    leaves only a ``.tmp`` file that no rule takes as its output, and the next
+    attempt at ``out`` removes it."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         yield tmp
