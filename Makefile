@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	snakemake --profile $(PROFILE) $(SNAKEMAKE_ARGS)
+	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS)
 	@cat results/data/summary.md
 
 test: $(VENV)/.installed

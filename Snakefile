@@ -7,9 +7,11 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
 
 
 rule all:
     input:
         data_summary=f"{RESULTS}/data/summary.md",
+        models=expand(f"{RESULTS}/models/{{exp}}/model.pt", exp=SPECS),
     default_target: True

@@ -1,9 +1,11 @@
 # Parse-time helpers: config validation, the track table, input functions.
+import json
+
 from snakemake.exceptions import WorkflowError
 
 try:
     from musicsep import MusicsepError
-    from musicsep.workflow import load_config, plan, use_this_python
+    from musicsep.workflow import experiment_specs, load_config, plan, use_this_python
 except ImportError as err:
     raise WorkflowError(
         f"the musicsep package cannot be imported ({err}); run `make setup` "
@@ -13,6 +15,7 @@ except ImportError as err:
 try:
     config.update(load_config(config, workflow.basedir))
     PLAN = plan(config)
+    SPECS = experiment_specs(config)
 except MusicsepError as err:
     raise WorkflowError(str(err))
 
@@ -26,6 +29,7 @@ ENV = "../envs/musicsep.yaml"
 
 wildcard_constraints:
     slug="[a-z0-9_]+",
+    exp="[A-Za-z0-9][A-Za-z0-9_-]*",
 
 
 def shards(*splits):
@@ -35,6 +39,11 @@ def shards(*splits):
 
 def shard_inputs(wildcards):
     return PLAN.inputs(wildcards.slug)
+
+
+def spec_json(wildcards):
+    """The experiment's training spec: a rule parameter, so a changed block retrains."""
+    return json.dumps(SPECS[wildcards.exp], sort_keys=True)
 
 
 def track(wildcards, column):

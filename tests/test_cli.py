@@ -7,7 +7,7 @@ import pytest
 from musicsep.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ["make-toy-musdb", "index", "shard", "tracks", "stats", "summary", "check-config"]
+COMMANDS = ["make-toy-musdb", "index", "shard", "tracks", "stats", "summary", "train", "check-config"]
 
 
 def run(*args, **kw):

@@ -28,7 +28,9 @@ def test_repository_config_is_valid_and_equals_defaults():
     config = validate(load_yaml(ROOT / "config" / "config.yaml"), SCHEMA)
     assert config == validate({}, SCHEMA), "config/config.yaml and the schema's defaults disagree"
     assert config["dataset"]["path"] is None
-    assert config["features"] == {"n_fft": 2048, "hop": 512, "log_eps": 1e-6}
+    assert config["features"] == {"n_fft": 2048, "hop": 512, "log_eps": 1e-6, "n_mels": 300}
+    assert sorted(config["experiments"]) == ["baseline", "centroids", "dpcl"]
+    assert config["training"]["lr"] == 2e-4 and config["training"]["batch_size"] == 20
 
 
 def test_defaults_fill_partial_blocks():
@@ -58,5 +60,31 @@ def test_strings_from_the_command_line_are_coerced():
     assert config["dataset"]["path"] is None
     assert config["dataset"]["toy"]["train_tracks"] == 2 and config["dataset"]["toy"]["duration"] == 3.5
     assert config["data"]["mono"] is True and config["results"] == "123"
+    config = validate({"experiments": {"x": {"model": "blstm_mask", "training": {"epochs": "3"}}}}, SCHEMA)
+    assert config["experiments"]["x"]["training"]["epochs"] == 3
     with pytest.raises(MusicsepError, match="data.sample_rate: '44.1k' is not of type 'integer'"):
         validate({"data": {"sample_rate": "44.1k"}}, SCHEMA)
+
+
+def test_toy_config_layers_on_the_default():
+    import copy
+
+    base = load_yaml(ROOT / "config" / "config.yaml")
+    toy = load_yaml(ROOT / "config" / "toy.yaml")
+    merged = copy.deepcopy(base)
+    for key, value in toy.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) and key != "experiments" else value
+    config = validate(merged, SCHEMA)
+    assert config["experiments"]["baseline"]["model_args"]["hidden"] < 300
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"x": {"model": "unet"}}, "config key experiments.x.model: 'unet' is not one of"),
+    ({"x": {"model": "blstm_mask", "los": "l1"}}, "unknown config key experiments.x.los"),
+    ({"x": {"model": "blstm_mask", "training": {"lr": "fast"}}}, "experiments.x.training.lr: 'fast' is not of type"),
+    ({"x": {"model": "blstm_mask", "training": {"epoch": 3}}}, "unknown config key experiments.x.training.epoch"),
+    ({"bad name": {"model": "blstm_mask"}}, "'bad name' does not match"),
+])
+def test_bad_experiment_blocks_are_named(block, message):
+    with pytest.raises(MusicsepError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        validate({"experiments": block}, SCHEMA)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.workflow
 
 def snakemake(workdir: Path, *args, config=(), timeout=900):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "2", *args]
+           "--configfile", str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "toy.yaml"),
+           "--cores", "2", *args]
     if config:
         cmd += ["--config", *config]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -41,6 +42,9 @@ def test_dry_run_of_the_default_lists_every_track(tmp_path, env_path):
     counts = job_counts(proc.stdout)
     assert counts["toy_musdb"] == 1 and counts["shard"] == 11
     assert counts["stats"] == counts["tracks"] == counts["data_summary"] == 1
+    assert counts["train"] == 3
+    for exp in ["baseline", "centroids", "dpcl"]:
+        assert f"results/models/{exp}/model.pt" in proc.stdout
     from musicsep.toy import toy_names
     from musicsep.dataset import slugify
     for name in toy_names(2019, 11):
@@ -54,7 +58,7 @@ def test_dag_and_rulegraph_before_anything_ran(tmp_path, env_path):
     assert dag.stdout.count("label = \"shard") == 11
     rulegraph = snakemake(tmp_path, "--rulegraph")
     assert rulegraph.returncode == 0 and "digraph" in rulegraph.stdout
-    for rule in ["toy_musdb", "shard", "tracks", "stats", "data_summary"]:
+    for rule in ["toy_musdb", "shard", "tracks", "stats", "data_summary", "train"]:
         assert rule in rulegraph.stdout
 
 
@@ -83,9 +87,12 @@ def check_outputs(results: Path, n_tracks: int) -> pd.DataFrame:
     return table
 
 
+DATA = "results/data/summary.md"
+
+
 def test_real_run_on_a_two_track_toy(tmp_path, env_path):
     toy = ["dataset={toy: {train_tracks: 1, test_tracks: 1, duration: 3.0, seed: 5}}"]
-    proc = snakemake(tmp_path, config=toy)
+    proc = snakemake(tmp_path, DATA, config=toy)
     assert proc.returncode == 0, proc.stderr
     results = tmp_path / "results"
     table = check_outputs(results, 2)
@@ -94,7 +101,7 @@ def test_real_run_on_a_two_track_toy(tmp_path, env_path):
     with h5py.File(results / "data" / "stats.h5") as h5:
         assert h5["mean"].shape == (1025,)
         assert list(h5.attrs["tracks"]) == table.loc[table["split"] == "train", "name"].tolist()
-    again = snakemake(tmp_path, config=toy)
+    again = snakemake(tmp_path, DATA, config=toy)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -103,7 +110,7 @@ def test_real_run_on_real_musdb_audio(tmp_path, env_path, example_stem):
         "train": ["Actions - One Minute Smile", "Juliet's Rescue - Heartbeats",
                   "James Elder & Mark M Thompson - The English Actor"],
         "test": ["The Easton Ellises (Baumi) - SDRNR", "M.E.R.C. Music - Knockout"]})
-    proc = snakemake(tmp_path, config=[f"dataset={{path: '{dataset}'}}", "results=out"])
+    proc = snakemake(tmp_path, "out/data/summary.md", config=[f"dataset={{path: '{dataset}'}}", "results=out"])
     assert proc.returncode == 0, proc.stderr
     table = check_outputs(tmp_path / "out", 5).set_index("name")
     assert table.loc["Actions - One Minute Smile", "split"] == "valid"     # official validation track
@@ -113,3 +120,31 @@ def test_real_run_on_real_musdb_audio(tmp_path, env_path, example_stem):
     with h5py.File(tmp_path / "out" / "data" / "stats.h5") as h5:
         assert sorted(h5.attrs["tracks"]) == ["James Elder & Mark M Thompson - The English Actor",
                                               "Juliet's Rescue - Heartbeats"]
+
+
+def test_training_all_three_experiments_on_a_tiny_toy(tmp_path, env_path):
+    from musicsep.models import load_model
+
+    config = ["dataset={toy: {train_tracks: 3, test_tracks: 1, duration: 3.0, seed: 5}}",
+              "loader={samples_per_epoch: 8, excerpt_seconds: 1.0, valid_excerpts_per_track: 2}",
+              "training={epochs: 2, batch_size: 4, workers: 0}"]
+    proc = snakemake(tmp_path, config=config)
+    assert proc.returncode == 0, proc.stderr
+    for exp, name in [("baseline", "blstm_mask"), ("centroids", "conditional_centroids"), ("dpcl", "deep_clustering")]:
+        model, state = load_model(tmp_path / "results" / "models" / exp / "model.pt")
+        assert model.name == name and state["spec"]["name"] == exp
+        lines = (tmp_path / "results" / "models" / exp / "metrics.jsonl").read_text().splitlines()
+        assert len(lines) == 2
+        assert (tmp_path / "results" / "runs" / exp / "latest.pt").exists()
+        assert list((tmp_path / "results" / "runs" / exp / "tensorboard").glob("events.out.tfevents.*"))
+    # a changed experiment block retrains that experiment only
+    again = snakemake(tmp_path, "-n", config=config + ["experiments={dpcl: {model_args: {dim: 8}}}"])
+    assert again.returncode == 0 and job_counts(again.stdout)["train"] == 1
+
+
+def test_bad_model_args_are_named(tmp_path, env_path):
+    proc = snakemake(tmp_path, "-n", config=["experiments={baseline: {model_args: {hiden: 3}}}"])
+    assert proc.returncode != 0
+    assert "experiments.baseline.model_args.hiden: unknown argument of blstm_mask" in proc.stdout + proc.stderr
+    proc = snakemake(tmp_path, "-n", config=["experiments={dpcl: {loss: l1}}"])
+    assert "experiments.dpcl.loss: 'l1' does not fit model deep_clustering" in proc.stdout + proc.stderr

@@ -63,6 +63,29 @@ def _summary(args) -> None:
     print(write_summary(args.tracks, args.stats, args.out))
 
 
+def _train(args) -> None:
+    import json
+
+    import pandas as pd
+
+    from musicsep.train import train
+
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as err:
+        raise MusicsepError(f"--spec is not valid JSON ({err})") from None
+    table = pd.read_csv(args.tracks, sep="\t", keep_default_na=False)
+    by_slug = {path.stem: str(path) for path in args.shards}
+    missing = sorted(set(table.loc[table["split"] != "test", "slug"]) - set(by_slug))
+    if missing:
+        raise MusicsepError(f"{args.tracks}: no shard given for {', '.join(missing)}")
+    split = {s: [by_slug[slug] for slug in table.loc[table["split"] == s, "slug"]] for s in ("train", "valid")}
+    if not split["train"]:
+        raise MusicsepError(f"{args.tracks}: no training tracks")
+    train(spec, split["train"], split["valid"], args.stats, args.run_dir, args.out, args.metrics,
+          processes=args.processes)
+
+
 def _check_config(args) -> None:
     from musicsep.config import load_yaml, validate
 
@@ -127,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, required=True, help="the statistics (stats.h5)")
     p.add_argument("--out", type=Path, required=True)
 
+    p = command("train", _train, "train one experiment (resumes from its run folder)")
+    p.add_argument("--spec", required=True, help="the experiment as JSON (the workflow writes it)")
+    p.add_argument("--tracks", type=Path, required=True, help="tracks.tsv (the splits)")
+    p.add_argument("--shards", type=Path, nargs="+", required=True, help="the shards ({slug}.h5)")
+    p.add_argument("--stats", type=Path, required=True, help="whitening statistics (stats.h5)")
+    p.add_argument("--run-dir", type=Path, required=True, help="checkpoints, TensorBoard and metrics")
+    p.add_argument("--out", type=Path, required=True, help="the model file to write (best weights)")
+    p.add_argument("--metrics", type=Path, help="copy metrics.jsonl here")
+    p.add_argument("--processes", type=int, default=None,
+                   help="training processes (default: one per visible GPU, else 1; >1 on CPU uses gloo)")
+
     p = command("check-config", _check_config, "validate a workflow config against the schema")
     p.add_argument("config", type=Path, nargs="?", default=Path("config/config.yaml"))
     p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
@@ -140,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except MusicsepError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        from musicsep.train import STOPPED_EXIT, Stopped
+
+        return STOPPED_EXIT if isinstance(err, Stopped) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

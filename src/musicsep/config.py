@@ -52,8 +52,7 @@ def _coerce(schema: dict, value: str) -> Any:
 
 
 def _fill_defaults(schema: dict, value: Any) -> Any:
-    """Return ``value`` with the schema's defaults filled in (and strings
-    coerced where a number, boolean or null is wanted), recursively."""
+    """Return ``value`` with the schema's defaults filled in, recursively."""
     if value is None and "default" in schema:
         value = copy.deepcopy(schema["default"])
     if isinstance(value, dict) and "properties" in schema:
@@ -62,8 +61,25 @@ def _fill_defaults(schema: dict, value: Any) -> Any:
                 value[key] = copy.deepcopy(sub["default"])
             if isinstance(value.get(key), dict):
                 value[key] = _fill_defaults(sub, value[key])
-            elif isinstance(value.get(key), str):
-                value[key] = _coerce(sub, value[key])
+    return value
+
+
+def _coerce_tree(schema: dict, value: Any, root: dict) -> Any:
+    """Coerce command-line strings everywhere the schema reaches: properties,
+    additionalProperties and local ``$ref``s."""
+    if "$ref" in schema and schema["$ref"].startswith("#/"):
+        target = root
+        for part in schema["$ref"][2:].split("/"):
+            target = target[part]
+        schema = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+    if isinstance(value, str):
+        return _coerce(schema, value)
+    if isinstance(value, dict):
+        extra = schema.get("additionalProperties")
+        for key in value:
+            sub = schema.get("properties", {}).get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = _coerce_tree(sub, value[key], root)
     return value
 
 
@@ -93,7 +109,7 @@ def validate(config: dict | None, schema: dict | str | Path) -> dict:
     config = copy.deepcopy(config) if config is not None else {}
     if not isinstance(config, dict):
         raise MusicsepError("the configuration must be a mapping of keys to values")
-    config = _fill_defaults(schema, config)
+    config = _coerce_tree(schema, _fill_defaults(schema, config), schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -85,3 +85,85 @@ def compute_stats(shards: Sequence[str | Path], out: str | Path, *, n_fft: int =
             h5.attrs.update(attrs)
     log.info("whitening statistics from %d tracks, %d frames -> %s", len(names), count, out)
     return {"mean": mean, "std": std, **attrs}
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """librosa's mel filterbank ``(n_mels, freq)`` with rows normalised to sum
+    1, so projecting a magnitude spectrogram averages it over each band."""
+    import librosa
+
+    mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, htk=False, norm=None)
+    sums = mel.sum(axis=1, keepdims=True)
+    if (sums <= 0).any():
+        raise MusicsepError(f"{n_mels} mel bands are too many for n_fft {n_fft}: some bands are empty")
+    return (mel / sums).astype(np.float32)
+
+
+class Features(torch.nn.Module):
+    """The feature pipeline of every model, on the device.
+
+    ``stft``: audio ``(..., samples)`` -> complex ``(..., freq, frames)``.
+    ``inputs``: mixture magnitude ``(batch, freq, frames)`` -> log compression,
+    whitening with the training statistics (``mean``, ``std`` of shape
+    ``(freq,)``, buffers loaded from ``stats.h5`` or a checkpoint), and the
+    frozen projection to ``n_mels`` mel bands -> ``(batch, frames, n_mels)``.
+    ``to_mel``: magnitudes ``(..., freq, frames)`` -> ``(..., n_mels, frames)``.
+    ``to_linear``: mel-resolution masks ``(..., n_mels, frames)`` -> full
+    resolution ``(..., freq, frames)`` through the frozen pseudo-inverse of the
+    filterbank, clamped to [0, 1].
+    """
+
+    def __init__(self, *, sample_rate: int = 44100, n_fft: int = 2048, hop: int = 512,
+                 n_mels: int = 300, log_eps: float = 1e-6):
+        super().__init__()
+        self.sample_rate, self.n_fft, self.hop, self.n_mels, self.log_eps = sample_rate, n_fft, hop, n_mels, log_eps
+        n_freq = n_fft // 2 + 1
+        mel = torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels))
+        self.mel = torch.nn.Linear(n_freq, n_mels, bias=False)
+        self.mel_inverse = torch.nn.Linear(n_mels, n_freq, bias=False)
+        with torch.no_grad():
+            self.mel.weight.copy_(mel)
+            self.mel_inverse.weight.copy_(torch.linalg.pinv(mel.double()).float())
+        self.mel.requires_grad_(False)
+        self.mel_inverse.requires_grad_(False)
+        self.register_buffer("mean", torch.zeros(n_freq))
+        self.register_buffer("std", torch.ones(n_freq))
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def kwargs(self) -> dict:
+        return {"sample_rate": self.sample_rate, "n_fft": self.n_fft, "hop": self.hop,
+                "n_mels": self.n_mels, "log_eps": self.log_eps}
+
+    def load_stats(self, path: str | Path) -> None:
+        """Whitening statistics from ``stats.h5``; refuses ones computed with
+        other STFT settings."""
+        with h5py.File(path, "r") as h5:
+            for key in ("n_fft", "hop", "sample_rate"):
+                if int(h5.attrs[key]) != getattr(self, key):
+                    raise MusicsepError(f"{path}: statistics were computed with {key} {int(h5.attrs[key])}, "
+                                        f"the model uses {getattr(self, key)}")
+            self.mean.copy_(torch.from_numpy(h5["mean"][:]))
+            self.std.copy_(torch.from_numpy(h5["std"][:]))
+
+    def stft(self, audio: torch.Tensor) -> torch.Tensor:
+        shape = audio.shape
+        spec = torch.stft(audio.reshape(-1, shape[-1]).float(), n_fft=self.n_fft, hop_length=self.hop,
+                          window=self.window, center=True, return_complex=True)
+        return spec.reshape(*shape[:-1], *spec.shape[-2:])
+
+    def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        shape = spec.shape
+        audio = torch.istft(spec.reshape(-1, *shape[-2:]), n_fft=self.n_fft, hop_length=self.hop,
+                            window=self.window, center=True, length=length)
+        return audio.reshape(*shape[:-2], length)
+
+    def inputs(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        logmag = log_magnitude(mix_mag.float(), self.log_eps)
+        white = (logmag - self.mean[:, None]) / self.std[:, None]
+        return self.mel(white.transpose(-1, -2))
+
+    def to_mel(self, magnitude: torch.Tensor) -> torch.Tensor:
+        return self.mel(magnitude.transpose(-1, -2)).transpose(-1, -2)
+
+    def to_linear(self, mel_masks: torch.Tensor) -> torch.Tensor:
+        return self.mel_inverse(mel_masks.transpose(-1, -2)).transpose(-1, -2).clamp(0, 1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from musicsep.config import load_yaml, validate
 from musicsep.dataset import Dataset, build_table, scan, table_frame
@@ -74,3 +75,39 @@ def use_this_python(basedir: str | Path) -> None:
         current = os.environ.get(var, "")
         if current.split(os.pathsep)[0] != entry:
             os.environ[var] = os.pathsep.join([entry, current]) if current else entry
+
+
+def _yaml_scalar(value):
+    """A model argument given on the command line arrives as a string: read it
+    as YAML ("8" -> 8, "true" -> True), keeping real strings."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, (int, float, bool)) else value
+
+
+DEFAULT_LOSS = {"blstm_mask": "l1", "conditional_centroids": "l1_dc", "deep_clustering": "dc"}
+
+
+def experiment_specs(config: dict) -> dict[str, dict]:
+    """One training spec per experiment (what ``musicsep train`` runs),
+    checked now so that a bad experiment block fails at parse time, naming the
+    key: model arguments against the model's signature, the loss against the
+    model."""
+    from musicsep.models import check_model_args
+    from musicsep.train import check_spec
+
+    specs = {}
+    for name, exp in config["experiments"].items():
+        args = {k: _yaml_scalar(v) for k, v in (exp.get("model_args") or {}).items()}
+        check_model_args(exp["model"], f"experiments.{name}.model_args", **args)
+        spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or DEFAULT_LOSS[exp["model"]],
+                "model_args": args, "training": {**config["training"], **exp.get("training", {})},
+                "loader": config["loader"], "features": config["features"],
+                "sample_rate": config["data"]["sample_rate"]}
+        check_spec(spec)
+        specs[name] = spec
+    return specs

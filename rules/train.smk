@@ -1,0 +1,25 @@
+# Training: one job per experiment, on every device the job is given (the
+# profiles declare GPUs and other resources; the rule names none). Checkpoints
+# live in {results}/runs/{exp}, outside the declared outputs, so a failed or
+# killed job resumes where it stopped.
+
+
+rule train:
+    input:
+        tracks=rules.tracks.output[0],
+        stats=rules.stats.output[0],
+        shards=shards("train", "valid"),
+    output:
+        model=f"{RESULTS}/models/{{exp}}/model.pt",
+        metrics=f"{RESULTS}/models/{{exp}}/metrics.jsonl",
+    params:
+        spec=spec_json,
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.exp}",
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/train/{{exp}}.log",
+    shell:
+        "python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
+        "--shards {input.shards:q} --stats {input.stats:q} --run-dir {params.run_dir:q} "
+        "--out {output.model:q} --metrics {output.metrics:q} 2> {log:q}"
