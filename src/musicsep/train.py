@@ -17,9 +17,10 @@ Read top to bottom: :func:`main_worker` is the whole loop. An experiment is a
   ``checkpoint_minutes``, ``best.pt`` on validation loss; both hold the model's
   name, kwargs and weights, optimizer, scheduler, position, RNG states, the
   spec, version and git commit, and load with ``weights_only=True``. A rerun
-  with the same spec resumes from ``latest.pt``; a changed spec moves the old
-  run folder aside and starts afresh. SIGTERM/SIGUSR1 save ``latest.pt`` and
-  exit with status 3, so a retried job resumes.
+  with the same spec resumes from ``latest.pt`` (also with more epochs: a
+  finished run continues); a changed spec moves the old run folder aside and
+  starts afresh. SIGTERM/SIGUSR1 save ``latest.pt`` and exit with status 3, so
+  a retried job resumes.
 - A NaN or Inf loss stops the run with an error naming the epoch and step,
   keeping the run folder.
 - Logs: TensorBoard (scalars, audio examples, mask images), ``metrics.jsonl``,
@@ -117,8 +118,14 @@ def check_spec(spec: dict) -> None:
                             f"{spec['model']} (use {' or '.join(allowed)})")
 
 
+# Settings that change how long or how a run is watched, not what it computes:
+# changing them continues the run instead of starting afresh.
+BUDGET_KEYS = ("epochs", "early_stop_patience", "workers", "checkpoint_minutes", "media_every")
+
+
 def spec_hash(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    trajectory = {**spec, "training": {k: v for k, v in spec["training"].items() if k not in BUDGET_KEYS}}
+    return hashlib.sha256(json.dumps(trajectory, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prepare_run_dir(run_dir: Path, spec: dict) -> None:
@@ -128,6 +135,8 @@ def prepare_run_dir(run_dir: Path, spec: dict) -> None:
     if marker.exists():
         old = json.loads(marker.read_text())
         if spec_hash(old) == spec_hash(spec):
+            with atomic_path(marker) as tmp:
+                tmp.write_text(json.dumps(spec, indent=2, sort_keys=True))
             return
         aside = run_dir.with_name(f"{run_dir.name}.{spec_hash(old)}")
         shutil.rmtree(aside, ignore_errors=True)
@@ -266,7 +275,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg["plateau_factor"],
                                                            patience=cfg["plateau_patience"])
-    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "finished": False}
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0}
     latest = run_dir / "latest.pt"
     if latest.exists():
         saved = torch.load(latest, map_location=device, weights_only=True)
@@ -307,7 +316,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                     "git_commit": git_commit()})
 
     try:
-        while state["epoch"] < cfg["epochs"] and not state["finished"]:
+        while state["epoch"] < cfg["epochs"] and state["bad_epochs"] < cfg["early_stop_patience"]:
             epoch = state["epoch"]
             curriculum = epoch < math.ceil(cfg["curriculum_fraction"] * cfg["epochs"])
             dataset.set_excerpt_seconds(loader_cfg["excerpt_seconds"] * (cfg["curriculum_scale"] if curriculum else 1))
@@ -341,9 +350,9 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                 for k, v in {"loss": loss.detach(), **parts}.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
                 if writer:
-                    writer.add_scalar("train/loss", float(loss), state["step"])
+                    writer.add_scalar("train/loss", loss.item(), state["step"])
                     writer.add_scalar("train/grad_norm", float(grad_norm), state["step"])
-                progress(float(loss))
+                progress(loss.item())
                 stopping = torch.tensor([float(stop["signal"] is not None)], device=device)
                 if world > 1:
                     dist.all_reduce(stopping, op=dist.ReduceOp.MAX)
@@ -364,7 +373,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
             improved = valid_loss < state["best"]
             state.update(epoch=epoch + 1, batch=0, best=min(valid_loss, state["best"]),
                          bad_epochs=0 if improved else state["bad_epochs"] + 1)
-            state["finished"] = state["bad_epochs"] >= cfg["early_stop_patience"] or state["epoch"] >= cfg["epochs"]
+            finished = state["bad_epochs"] >= cfg["early_stop_patience"] or state["epoch"] >= cfg["epochs"]
             record = {"epoch": epoch + 1, "step": state["step"], "valid_loss": valid_loss,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - started, 3),
                       "excerpt_seconds": round(dataset.excerpt / dataset.sample_rate, 4),
@@ -376,7 +385,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                     fh.write(json.dumps(record) + "\n")
                 writer.add_scalar("valid/loss", valid_loss, state["step"])
                 writer.add_scalar("train/lr", record["lr"], state["step"])
-                if (epoch + 1) % cfg["media_every"] == 0 or state["finished"]:
+                if (epoch + 1) % cfg["media_every"] == 0 or finished:
                     log_media(writer, model, valid, device, state["step"])
                 if improved:
                     checkpoint(run_dir / "best.pt")

@@ -1,0 +1,148 @@
+"""Training end to end on CPU: resume after SIGTERM, gloo processes against one
+process, NaN handling, and the self-describing model file."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from musicsep import MusicsepError
+from musicsep.dataset import scan
+from musicsep.features import compute_stats
+from musicsep.models import load_model
+from musicsep.shard import write_shard
+from musicsep.summary import tracks_from_shards
+from musicsep.toy import make_toy_musdb
+from musicsep.train import STOPPED_EXIT, train
+from musicsep.workflow import experiment_specs, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Shards of a 3-track toy at 16 kHz, its track table and statistics."""
+    root = tmp_path_factory.mktemp("traindata")
+    dataset, tracks = scan(make_toy_musdb(root / "toy.zip", seed=3, train=3, test=0, duration=3.0))
+    shards = []
+    for track in tracks:
+        shards.append(root / "shards" / f"{track.slug}.h5")
+        write_shard(dataset, track.member, track.split, shards[-1], sample_rate=16000, slug=track.slug)
+    tracks_from_shards(shards, root / "tracks.tsv")
+    compute_stats([s for s, t in zip(shards, tracks) if t.split == "train"], root / "stats.h5", n_fft=512, hop=128)
+    return {"root": root, "tracks": tracks, "shards": shards}
+
+
+def spec(model="blstm_mask", **training):
+    config = load_config({
+        "data": {"sample_rate": 16000},
+        "features": {"n_fft": 512, "hop": 128, "n_mels": 24},
+        "loader": {"samples_per_epoch": 8, "excerpt_seconds": 0.5, "valid_excerpts_per_track": 2},
+        "training": {"epochs": 3, "batch_size": 4, "workers": 0, "deterministic": True, **training},
+        "experiments": {"x": {"model": model, "model_args": {"hidden": 8, "layers": 2, "dropout": 0.2}}},
+    }, ROOT)
+    return experiment_specs(config)["x"]
+
+
+def split(data, name):
+    return [str(s) for s, t in zip(data["shards"], data["tracks"]) if t.split == name]
+
+
+def run(data, tmp: Path, the_spec: dict, processes=None):
+    train(the_spec, split(data, "train"), split(data, "valid"), data["root"] / "stats.h5", tmp / "run",
+          tmp / "model.pt", tmp / "metrics.jsonl", processes=processes)
+    return torch.load(tmp / "run" / "latest.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("model", ["blstm_mask", "conditional_centroids", "deep_clustering"])
+def test_model_file_describes_itself(data, tmp_path, model):
+    run(data, tmp_path, spec(model, epochs=2))
+    loaded, state = load_model(tmp_path / "model.pt")
+    assert loaded.name == model and state["spec"]["model"] == model
+    assert state["version"] and "git_commit" in state
+    assert loaded.features.n_mels == 24 and loaded.features.sample_rate == 16000
+    with h5py.File(data["root"] / "stats.h5") as h5:       # whitening statistics travel with the model
+        np.testing.assert_allclose(loaded.features.mean.numpy(), h5["mean"][:])
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert metrics[0]["excerpt_seconds"] == pytest.approx(0.1)        # the curriculum's first epoch
+    assert metrics[1]["excerpt_seconds"] == pytest.approx(0.5)
+    if model == "deep_clustering":
+        assert loaded.class_centroids.abs().sum() > 0
+    mix = torch.rand(1, 257, 20)
+    assert loaded.masks(mix).shape == (1, 4, 257, 20)
+
+
+def test_sigterm_then_resume_gives_the_same_weights(data, tmp_path):
+    the_spec = spec(epochs=6)
+    reference = run(data, tmp_path / "straight", the_spec)
+
+    work = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "musicsep", "train", "--spec", json.dumps(the_spec),
+           "--tracks", str(data["root"] / "tracks.tsv"), "--shards", *map(str, data["shards"]),
+           "--stats", str(data["root"] / "stats.h5"), "--run-dir", str(work / "run"), "--out", str(work / "model.pt")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (work / "run" / "metrics.jsonl").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == STOPPED_EXIT, err
+    assert "stopped by a signal" in err and "rerun to resume" in err
+    stopped = torch.load(work / "run" / "latest.pt", weights_only=True)
+    assert stopped["state"]["step"] < reference["state"]["step"]
+    assert not (work / "model.pt").exists()
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming x from" in resumed.stderr
+    final = torch.load(work / "run" / "latest.pt", weights_only=True)
+    assert final["state"]["step"] == reference["state"]["step"]
+    for key, value in reference["weights"].items():
+        assert torch.equal(value, final["weights"][key]), key
+
+
+def test_two_gloo_processes_match_one(data, tmp_path):
+    the_spec = spec(epochs=2)
+    the_spec["model_args"]["dropout"] = 0.0          # dropout masks differ between ranks
+    one = run(data, tmp_path / "one", the_spec)
+    two = run(data, tmp_path / "two", the_spec, processes=2)
+    assert two["state"]["step"] == one["state"]["step"]
+    for key, value in one["weights"].items():
+        torch.testing.assert_close(two["weights"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_nan_loss_stops_and_keeps_the_run(data, tmp_path):
+    the_spec = spec(epochs=1)
+    run(data, tmp_path, the_spec)
+    kept = sorted(p.name for p in (tmp_path / "run").iterdir())
+    poisoned = []
+    for path in split(data, "train"):                 # the same tracks, now decoded to NaN
+        poisoned.append(tmp_path / Path(path).name)
+        with h5py.File(path) as src, h5py.File(poisoned[-1], "w") as dst:
+            dst.create_dataset("audio", data=np.full(src["audio"].shape, np.nan, np.float32),
+                               chunks=src["audio"].chunks)
+            dst.attrs.update(src.attrs)
+    the_spec["training"]["epochs"] = 2               # the same run, continued for one more epoch
+    with pytest.raises(MusicsepError, match=r"non-finite loss \(nan\) at epoch 2, step 3; .* is kept"):
+        train(the_spec, poisoned, split(data, "valid"), data["root"] / "stats.h5", tmp_path / "run",
+              tmp_path / "model2.pt")
+    assert set(kept) <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert (tmp_path / "run" / "latest.pt").exists() and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_changed_spec_moves_the_old_run_aside(data, tmp_path):
+    run(data, tmp_path, spec(epochs=1))
+    changed = spec(epochs=1, lr=1e-3)
+    run(data, tmp_path, changed)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
+    assert len(aside) == 1 and (aside[0] / "latest.pt").exists()
+    assert json.loads((tmp_path / "run" / "spec.json").read_text())["training"]["lr"] == 1e-3
