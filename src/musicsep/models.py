@@ -107,7 +107,9 @@ class EmbeddingModel(SeparationModel):
         return self.features.to_linear(mel)
 
 
-COVARIANCES = ("diag", "spherical", "tied_diag", "tied_spherical")
+Covariance = typing.Literal["diag", "spherical", "tied_diag", "tied_spherical"]
+Clustering = typing.Literal["kmeans", "gmm"]
+COVARIANCES: tuple[str, ...] = typing.get_args(Covariance)
 
 
 class ConditionalCentroids(EmbeddingModel):
@@ -129,10 +131,9 @@ class ConditionalCentroids(EmbeddingModel):
 
     def __init__(self, *, sample_rate: int = 44100, n_fft: int = 2048, hop: int = 512, n_mels: int = 300,
                  log_eps: float = 1e-6, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
-                 dim: int = 15, unit_norm: bool = True, covariance: str = "tied_diag",
+                 dim: int = 15, unit_norm: bool = True, covariance: Covariance = "tied_diag",
                  em_iterations: int = 0, var_floor: float = 1e-3):
-        if covariance not in COVARIANCES:
-            raise MusicsepError(f"covariance must be one of {', '.join(COVARIANCES)}, not {covariance!r}")
+        check_model_args(self.name, covariance=covariance)
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, log_eps=log_eps,
                          hidden=hidden, layers=layers, dropout=dropout, dim=dim, unit_norm=unit_norm)
         self.covariance, self.em_iterations, self.var_floor = covariance, em_iterations, var_floor
@@ -212,9 +213,9 @@ class DeepClustering(EmbeddingModel):
 
     def __init__(self, *, sample_rate: int = 44100, n_fft: int = 2048, hop: int = 512, n_mels: int = 300,
                  log_eps: float = 1e-6, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
-                 dim: int = 20, unit_norm: bool = True, clustering: str = "kmeans", cluster_iterations: int = 20):
-        if clustering not in ("kmeans", "gmm"):
-            raise MusicsepError(f"clustering must be 'kmeans' or 'gmm', not {clustering!r}")
+                 dim: int = 20, unit_norm: bool = True, clustering: Clustering = "kmeans",
+                 cluster_iterations: int = 20):
+        check_model_args(self.name, clustering=clustering)
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, log_eps=log_eps,
                          hidden=hidden, layers=layers, dropout=dropout, dim=dim, unit_norm=unit_norm)
         self.clustering, self.cluster_iterations = clustering, cluster_iterations
@@ -287,8 +288,13 @@ def check_model_args(name: str, where: str = "model", **kwargs) -> None:
         if key not in params or key == "self":
             known = ", ".join(p for p in params if p != "self")
             raise MusicsepError(f"{where}.{key}: unknown argument of {name} (known: {known})")
-        if not _check_type(value, hints.get(key)):
-            raise MusicsepError(f"{where}.{key}: {value!r} is not of type {hints[key].__name__}")
+        hint = hints.get(key)
+        if typing.get_origin(hint) is typing.Literal:
+            if value not in typing.get_args(hint):
+                raise MusicsepError(f"{where}.{key}: {value!r} is not one of "
+                                    f"{', '.join(map(repr, typing.get_args(hint)))}")
+        elif not _check_type(value, hint):
+            raise MusicsepError(f"{where}.{key}: {value!r} is not of type {hint.__name__}")
 
 
 def build_model(name: str, where: str = "model", **kwargs) -> SeparationModel:
