@@ -166,6 +166,8 @@ def setup_process(local: int | None, world: int) -> tuple[int, int, torch.device
     device = torch.device("cuda", local % torch.cuda.device_count()) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+    if world > 1 and not cuda:          # CPU processes share the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if world > 1:
         os.environ.setdefault("RANK", str(rank))
         os.environ.setdefault("WORLD_SIZE", str(world))
@@ -351,6 +353,8 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                     totals[k] = totals.get(k, 0.0) + float(v)
                 if writer:
                     writer.add_scalar("train/loss", loss.item(), state["step"])
+                    for k, v in parts.items():
+                        writer.add_scalar(f"train/{k}", float(v), state["step"])
                     writer.add_scalar("train/grad_norm", float(grad_norm), state["step"])
                 progress(loss.item())
                 stopping = torch.tensor([float(stop["signal"] is not None)], device=device)
