@@ -1,5 +1,7 @@
 # Parse-time helpers: config validation, the track table, input functions.
 import json
+import os
+import re
 
 from snakemake.exceptions import WorkflowError
 
