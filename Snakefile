@@ -8,10 +8,12 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
     input:
         data_summary=f"{RESULTS}/data/summary.md",
         models=expand(f"{RESULTS}/models/{{exp}}/model.pt", exp=SPECS),
+        summary=f"{RESULTS}/summary.md",
     default_target: True

@@ -41,13 +41,15 @@ rule oracle:
         expand(f"{RESULTS}/estimates/oracle_{{kind}}/{{slug}}/{{target}}.wav", target=TARGETS, allow_missing=True),
     params:
         out=lambda wc, output: os.path.dirname(output[0]),
+        n_fft=config["features"]["n_fft"],
+        hop=config["features"]["hop"],
     conda:
         ENV
     log:
         f"{RESULTS}/logs/oracle/{{kind}}/{{slug}}.log",
     shell:
         "python -m musicsep separate {input.shard:q} --shard --oracle {wildcards.kind} "
-        "--out {params.out:q} 2> {log:q}"
+        "--n-fft {params.n_fft} --hop {params.hop} --out {params.out:q} 2> {log:q}"
 
 
 rule evaluate:
@@ -69,7 +71,8 @@ rule evaluate:
 
 rule aggregate:
     input:
-        expand(f"{RESULTS}/scores/{{system}}/{{slug}}.json", system=SYSTEMS, slug=PLAN.slugs("test")),
+        scores=expand(f"{RESULTS}/scores/{{system}}/{{slug}}.json", system=SYSTEMS, slug=PLAN.slugs("test")),
+        tracks=rules.tracks.output[0],
     output:
         scores=f"{RESULTS}/scores.csv",
         summary=f"{RESULTS}/summary.md",
@@ -78,5 +81,5 @@ rule aggregate:
     log:
         f"{RESULTS}/logs/aggregate.log",
     shell:
-        "python -m musicsep aggregate {input:q} --out {output.scores:q} "
-        "--summary {output.summary:q} 2> {log:q}"
+        "python -m musicsep aggregate {input.scores:q} --tracks {input.tracks:q} "
+        "--out {output.scores:q} --summary {output.summary:q} 2> {log:q}"

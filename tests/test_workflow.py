@@ -122,7 +122,9 @@ def test_real_run_on_real_musdb_audio(tmp_path, env_path, example_stem):
                                               "Juliet's Rescue - Heartbeats"]
 
 
-def test_training_all_three_experiments_on_a_tiny_toy(tmp_path, env_path):
+def test_end_to_end_on_a_tiny_toy(tmp_path, env_path):
+    """Dataset to summary: shards, three trained models, oracles, museval per
+    (system, track), the aggregate tables."""
     from musicsep.models import load_model
 
     config = ["dataset={toy: {train_tracks: 3, test_tracks: 1, duration: 3.0, seed: 5}}",
@@ -137,9 +139,21 @@ def test_training_all_three_experiments_on_a_tiny_toy(tmp_path, env_path):
         assert len(lines) == 2
         assert (tmp_path / "results" / "runs" / exp / "latest.pt").exists()
         assert list((tmp_path / "results" / "runs" / exp / "tensorboard").glob("events.out.tfevents.*"))
+    results = tmp_path / "results"
+    systems = ["baseline", "centroids", "dpcl", "oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
+    (slug,) = [p.stem for p in (results / "scores" / "baseline").glob("*.json")]
+    for system in systems:
+        assert (results / "scores" / system / f"{slug}.json").exists()
+        assert sorted(p.name for p in (results / "estimates" / system / slug).iterdir()) == \
+            sorted(f"{t}.wav" for t in ["vocals", "drums", "bass", "other", "accompaniment"])
+    scores = pd.read_csv(results / "scores.csv")
+    assert set(scores["experiment"]) == set(systems)
+    summary = (results / "summary.md").read_text()
+    assert "| oracle_irm1 |" in summary and "fraction of oracle_irm1" in summary
     # a changed experiment block retrains that experiment only
     again = snakemake(tmp_path, "-n", config=config + ["experiments={dpcl: {model_args: {dim: 8}}}"])
     assert again.returncode == 0 and job_counts(again.stdout)["train"] == 1
+    assert job_counts(again.stdout)["evaluate"] == 1 and "oracle" not in job_counts(again.stdout)
 
 
 def test_bad_model_args_are_named(tmp_path, env_path):

@@ -86,6 +86,37 @@ def _train(args) -> None:
           processes=args.processes)
 
 
+def _separate(args) -> None:
+    from musicsep.separate import oracle_shard, separate_file, separate_shard
+
+    if args.oracle:
+        if not args.shard:
+            raise MusicsepError("--oracle needs --shard: oracles take the true sources from a shard")
+        oracle_shard(args.input, args.oracle, args.out, n_fft=args.n_fft, hop=args.hop)
+    elif args.shard:
+        separate_shard(args.input, args.model, args.out, wiener=args.wiener, chunk_seconds=args.chunk_seconds,
+                       context_seconds=args.context_seconds, device=args.device)
+    else:
+        separate_file(args.input, args.model, args.out, wiener=args.wiener, chunk_seconds=args.chunk_seconds,
+                      context_seconds=args.context_seconds, device=args.device)
+
+
+def _evaluate(args) -> None:
+    from musicsep.evaluate import evaluate_shard
+
+    evaluate_shard(args.shard, args.estimates, args.out, name=args.name, targets=args.targets)
+
+
+def _aggregate(args) -> None:
+    from musicsep.evaluate import aggregate, track_names_from_table
+
+    names = track_names_from_table(args.tracks) if args.tracks else None
+    aggregate(args.paths, args.out, summary_md=args.summary, experiment_from=args.experiment_from,
+              published=args.published, track_names=names)
+    if args.summary:
+        print(args.summary.read_text())
+
+
 def _check_config(args) -> None:
     from musicsep.config import load_yaml, validate
 
@@ -160,6 +191,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, help="copy metrics.jsonl here")
     p.add_argument("--processes", type=int, default=None,
                    help="training processes (default: one per visible GPU, else 1; >1 on CPU uses gloo)")
+
+    p = command("separate", _separate,
+                "separate an audio file (or a shard) into {drums,bass,other,vocals,accompaniment}.wav")
+    p.add_argument("input", type=Path, help="an audio file ffmpeg reads, or a shard (.h5) with --shard")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=Path, help="the model file (model.pt)")
+    which.add_argument("--oracle", choices=["irm1", "irm2", "ibm", "mwf"],
+                       help="an oracle from the true sources instead of a model (needs --shard)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the five WAV files")
+    p.add_argument("--shard", action="store_true", help="INPUT is a shard: separate its mixture at its rate")
+    p.add_argument("--wiener", action="store_true", help="multichannel Wiener post-filter (one iteration)")
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per model call (default 30)")
+    p.add_argument("--context-seconds", type=float, default=2.0,
+                   help="context on each side of a chunk (default 2)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--n-fft", type=int, default=2048, help="STFT size of an oracle (default 2048)")
+    p.add_argument("--hop", type=int, default=512, help="STFT hop of an oracle (default 512)")
+
+    p = command("evaluate", _evaluate, "BSS Eval v4 of one track's estimates (museval's JSON, as SiSEC 2018)")
+    p.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5): the references")
+    p.add_argument("--estimates", type=Path, required=True,
+                   help="folder of {target}.wav estimates at the shard's sample rate")
+    p.add_argument("--out", type=Path, required=True, help="museval JSON to write")
+    p.add_argument("--name", default=None, help="track name (default: the shard's)")
+    p.add_argument("--targets", nargs="+", default=None,
+                   choices=["vocals", "drums", "bass", "other", "accompaniment"], metavar="TARGET",
+                   help="targets to evaluate, each required (default: every {target}.wav present)")
+
+    p = command("aggregate", _aggregate, "gather museval JSON scores into a CSV (and a Markdown summary)")
+    p.add_argument("paths", nargs="*", type=Path,
+                   help="museval JSON files or folders of them (searched recursively)")
+    p.add_argument("--out", type=Path, required=True, help="CSV of every frame score to write")
+    p.add_argument("--summary", type=Path, default=None, help="Markdown summary to write (and print)")
+    p.add_argument("--published", type=Path, nargs="+", default=[],
+                   help="folders of published scores (e.g. SiSEC 2018 submissions/) put beside ours")
+    p.add_argument("--tracks", type=Path, default=None,
+                   help="track table (tracks.tsv): name tracks by their MUSDB names, not the file stems (slugs)")
+    p.add_argument("--experiment-from", choices=["parent", "root"], default="parent",
+                   help="experiment name: the JSON's folder (skipping test/train) or the folder given "
+                        "(default parent)")
 
     p = command("check-config", _check_config, "validate a workflow config against the schema")
     p.add_argument("config", type=Path, nargs="?", default=Path("config/config.yaml"))

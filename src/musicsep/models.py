@@ -310,12 +310,15 @@ def build_model(name: str, where: str = "model", **kwargs) -> SeparationModel:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SeparationModel, dict]:
     """Rebuild a model from a model file or checkpoint (``weights_only`` load);
     returns the model (eval mode) and the file's contents."""
+    import pickle
+
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise MusicsepError(f"{path}: not a readable model file ({err})") from None
-    if not isinstance(state, dict) or "model" not in state or "kwargs" not in state:
-        raise MusicsepError(f"{path}: not a musicsep model file (no model name and kwargs)")
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MusicsepError(f"{path}: not a readable model file ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "kwargs", "weights"} <= set(state):
+        raise MusicsepError(f"{path}: not a musicsep model file (no model name, kwargs and weights)")
     model = build_model(state["model"], where=str(path), **state["kwargs"])
     model.load_state_dict(state["weights"])
     return model.eval(), state

@@ -1,0 +1,530 @@
+"""BSS Eval v4 scores of one track (museval, as SiSEC 2018 computed them) and
+their aggregation over tracks and experiments.
+
+``evaluate_track`` is museval's ``eval_mus_track`` without the musdb track
+object: the same grouping of targets (the four sources evaluated together;
+vocals and accompaniment evaluated as their own pair when both are
+estimated), the same calls (``museval.evaluate`` with 1 s windows and hops,
+``TrackStore``), the same JSON. What it adds is refusal of what museval would
+silently pad, truncate or crash on, and a report of silent frames.
+
+Arrays are ``(samples, channels)``, as museval and musdb use them (not the
+``(channels, samples)`` of the shards). musdb hands museval float64 audio;
+the arrays are passed to museval as they are given, so give float64 to
+reproduce published scores to the last digit (the CLI does).
+
+Silent frames. museval scores a window only when every reference and every
+estimate of its evaluation group has a non-zero sample in it; otherwise all
+four metrics of every target of the group are NaN for that window (a silent
+vocals window thus also blanks drums, bass and other in that window). Those
+NaN frames are written to the JSON (as museval and the published SiSEC 2018
+files do) and are ignored when aggregating: the median over frames is
+pandas' NaN-skipping median, as in museval's ``EvalStore``. museval itself
+raises ``ValueError`` when a reference or an estimate is zero over the
+*whole* track; here that case follows the same window rule (every window of
+the group is NaN) with a warning, so an instrumental track does not stop an
+evaluation. Also museval's: a frame whose estimate equals its reference
+exactly has SDR +inf, which ``TrackStore`` stores as NaN (warned as well).
+
+``aggregate`` reads museval JSON files (ours or the published SiSEC 2018
+submissions, ``submissions/<method>/test/<track>.json``) into one tidy table
+(experiment, track, target, metric, frame, score), writes it as CSV and
+reports the median over frames then over tracks per experiment, target and
+metric, exactly as ``EvalStore.agg_frames_tracks_scores()`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other", "accompaniment")
+"""Targets evaluated, in the order of musdb's ``track.targets`` (which fixes
+the order of museval's evaluation and of the JSON)."""
+
+ACCOMPANIMENT: tuple[str, ...] = ("bass", "drums", "other")
+"""Sources of the accompaniment, in musdb's summation order."""
+
+METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
+COLUMNS: list[str] = ["experiment", "track", "target", "metric", "frame", "score"]
+SUBSET_DIRS = frozenset({"test", "train", "valid"})
+"""Folder names skipped when naming an experiment after a JSON's parent
+folder (museval writes ``output_dir/test/<track>.json``)."""
+
+
+# ---------------------------------------------------------------------------
+# one track
+
+
+def accompaniment(sources: Mapping[str, np.ndarray]) -> np.ndarray:
+    """bass + drums + other, summed as musdb mixes its ``accompaniment`` target
+    (same order, same dtype), so the reference is bit-identical to musdb's."""
+    return np.sum(np.array([sources[name] for name in ACCOMPANIMENT]), axis=0)
+
+
+def _zero_samples(audio: np.ndarray) -> np.ndarray:
+    """Per sample, whether museval counts it as silent (its
+    ``_any_source_silent``: the sum over channels is zero); a window is silent
+    when all its samples are."""
+    return np.sum(audio, axis=tuple(range(1, audio.ndim))) == 0
+
+
+def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
+           targets: Sequence[str] | None, where: str, files: Mapping[str, str | os.PathLike]) -> list[str]:
+    def est(target):
+        return f"estimate '{target}'" + (f" ({files[target]})" if target in files else "")
+
+    unknown = sorted(set(estimates) - set(TARGETS))
+    if unknown:
+        raise MusicsepError(f"{where}: unknown target(s) {', '.join(map(repr, unknown))}; "
+                            f"expected some of {', '.join(TARGETS)}")
+    if targets is None:
+        targets = [t for t in TARGETS if t in estimates]
+    else:
+        bad = [t for t in targets if t not in TARGETS]
+        if bad:
+            raise MusicsepError(f"{where}: unknown target(s) {', '.join(map(repr, bad))}; "
+                                f"expected some of {', '.join(TARGETS)}")
+        missing = [t for t in targets if t not in estimates]
+        if missing:
+            raise MusicsepError(f"{where}: missing estimate for target(s) {', '.join(map(repr, missing))}")
+        targets = [t for t in TARGETS if t in targets]
+    missing = [t for t in targets if t not in references]
+    if missing:
+        raise MusicsepError(f"{where}: no reference for target(s) {', '.join(map(repr, missing))}")
+    if not targets:
+        raise MusicsepError(f"{where}: no estimates to evaluate")
+    if len(targets) < 2:
+        raise MusicsepError(f"{where}: BSS Eval needs at least two estimated targets "
+                            f"(museval scores nothing for '{targets[0]}' alone)")
+    shape = None
+    for target in targets:
+        ref = references[target]
+        if ref.ndim != 2:
+            raise MusicsepError(f"{where}: reference '{target}' has shape {ref.shape}; "
+                                f"expected (samples, channels)")
+        if shape is None:
+            shape, first = ref.shape, target
+        elif ref.shape != shape:
+            raise MusicsepError(f"{where}: references differ in shape: '{first}' {shape}, '{target}' {ref.shape}")
+    for target in targets:
+        e = np.asarray(estimates[target])
+        if e.ndim != 2:
+            raise MusicsepError(f"{where}: {est(target)} has shape {e.shape}; expected (samples, channels) "
+                                f"like its reference {shape}")
+        if e.shape == shape[::-1] and e.shape != shape:
+            raise MusicsepError(f"{where}: {est(target)} has shape {e.shape}, the reference {shape}: "
+                                f"estimates are (samples, channels), not (channels, samples)")
+        if e.shape[0] != shape[0]:
+            raise MusicsepError(f"{where}: {est(target)} has {e.shape[0]} samples, its reference "
+                                f"{shape[0]}: lengths must match exactly (museval would pad or truncate)")
+        if e.shape[1] != shape[1]:
+            raise MusicsepError(f"{where}: {est(target)} has {e.shape[1]} channel(s), its reference {shape[1]}")
+        if not np.isfinite(e).all():
+            raise MusicsepError(f"{where}: {est(target)} contains NaN or Inf")
+    return targets
+
+
+def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
+                   rate: int, track_name: str, out_json: str | os.PathLike,
+                   win: float = 1.0, hop: float = 1.0, *, targets: Sequence[str] | None = None,
+                   estimate_files: Mapping[str, str | os.PathLike] | None = None) -> dict:
+    """Score a track's estimates with BSS Eval v4 as museval's
+    ``eval_mus_track`` does and write museval's JSON to ``out_json``.
+
+    ``references`` and ``estimates`` map target names (vocals, drums, bass,
+    other, accompaniment) to arrays of shape ``(samples, channels)``;
+    ``targets`` (default: every estimated one) are evaluated, each needing a
+    reference. Lengths and channel counts must match the references exactly.
+    ``win`` and ``hop`` are in seconds (SiSEC 2018: 1 and 1).
+    ``estimate_files`` names the file of each estimate in error messages.
+
+    Returns ``track``, ``json``, ``targets`` (in the JSON's order),
+    ``frames`` (windows per target), ``scores`` ({target: {metric: median
+    over frames}}, NaN frames ignored), ``nan_frames`` ({target: count}),
+    ``silent`` ({reference or estimate label: silent windows}) and
+    ``warnings`` (the messages also logged).
+    """
+    import museval
+    from museval.aggregate import TrackStore
+    from museval.metrics import Framing
+
+    out_json = Path(out_json)
+    where = f"track '{track_name}' ({out_json})"
+    targets = _check(references, estimates, targets, where, estimate_files or {})
+
+    # museval's eval_mus_track: vocals + accompaniment are their own scenario;
+    # the other targets (vocals included) are evaluated together.
+    has_acc = "vocals" in targets and "accompaniment" in targets
+    groups = []
+    rest = [t for t in targets if t != "accompaniment"] if has_acc else list(targets)
+    if len(rest) >= 2:
+        groups.append((rest, [t for t in rest if not (has_acc and t == "vocals")]))
+    elif not has_acc:  # unreachable after _check; kept to mirror museval
+        raise MusicsepError(f"{where}: BSS Eval needs at least two estimated targets")
+    if has_acc:
+        groups.append((["vocals", "accompaniment"], ["vocals", "accompaniment"]))
+
+    window, step = int(win * rate), int(hop * rate)
+    nsampl = references[targets[0]].shape[0]
+    nwin = Framing(window, step, nsampl).nwin
+    data = TrackStore(win=win, hop=hop, track_name=track_name)
+    silent: dict[str, list] = {}
+    wholly: list[str] = []
+    perfect: list[str] = []
+    for members, kept in groups:
+        refs = [references[t] for t in members]
+        ests = [estimates[t] for t in members]
+        # which windows museval will leave NaN, and why (for the report only)
+        whole = []
+        for kind, target, audio in ([("reference", t, a) for t, a in zip(members, refs)]
+                                    + [("estimate", t, a) for t, a in zip(members, ests)]):
+            zero = _zero_samples(audio)
+            if zero.all():
+                whole.append(f"{kind} '{target}'")
+            count = int(sum(zero[w].all() for w in Framing(window, step, nsampl)))
+            if count:
+                entry = silent.setdefault(f"{kind} '{target}'", [count, []])
+                entry[1] += [t for t in members if t != target and t not in entry[1]]
+        if whole:
+            # museval.metrics.validate raises here; apply its window rule instead
+            wholly.append(f"{', '.join(whole)} silent over the whole track: every frame of "
+                          f"{', '.join(members)} is NaN (museval itself would raise ValueError)")
+            nan = np.full((len(members), nwin), np.nan)
+            SDR = ISR = SIR = SAR = nan
+        else:
+            SDR, ISR, SIR, SAR = museval.evaluate(refs, ests, win=window, hop=step)
+        for i, target in enumerate(members):
+            if target in kept and np.isinf(SDR[i]).any():
+                perfect.append(f"estimate '{target}' equals its reference in {int(np.isinf(SDR[i]).sum())} "
+                               f"of {nwin} frames: its SDR there is +inf, which museval stores as NaN")
+            if target in kept:
+                data.add_target(target_name=target, values={
+                    "SDR": SDR[i].tolist(), "SIR": SIR[i].tolist(),
+                    "ISR": ISR[i].tolist(), "SAR": SAR[i].tolist()})
+    warnings_ = [f"{track_name}: {key} is silent: museval's SDR is NaN for its frames ({count} of {nwin}, "
+                 f"and the same frames of {', '.join(others)}, evaluated with it)"
+                 for key, (count, others) in silent.items()]
+    warnings_ += [f"{track_name}: {msg}" for msg in wholly + perfect]
+    for msg in warnings_:
+        log.warning("%s", msg)
+    data.validate()
+    with atomic_path(out_json) as tmp:
+        Path(tmp).write_text(data.json)
+
+    scores, nan_frames = {}, {}
+    for entry in data.scores["targets"]:
+        values = {m: np.array([float(f["metrics"][m]) for f in entry["frames"]]) for m in METRICS}
+        nan_frames[entry["name"]] = int(np.isnan(values["SDR"]).sum())
+        scores[entry["name"]] = {m: (float(np.nanmedian(v)) if not np.isnan(v).all() else math.nan)
+                                 for m, v in values.items()}
+    log.info("%s: %s -> %s", track_name,
+             ", ".join(f"{t} SDR {s['SDR']:.2f}" for t, s in scores.items()), out_json)
+    return {"track": track_name, "json": str(out_json), "targets": [e["name"] for e in data.scores["targets"]],
+            "frames": nwin, "scores": scores, "nan_frames": nan_frames,
+            "silent": {key: count for key, (count, _) in silent.items()},
+            "warnings": warnings_}
+
+
+# ---------------------------------------------------------------------------
+# shards and WAV folders
+
+
+def read_shard_references(shard: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, str]:
+    """References of a shard as float64 ``(samples, channels)`` arrays (the
+    four sources and musdb's accompaniment), its rate and its track name."""
+    import h5py
+
+    try:
+        with h5py.File(shard, "r") as h5:
+            audio = h5["audio"][:]
+            rate = int(h5.attrs["sample_rate"])
+            name = h5.attrs.get("name", Path(shard).stem)
+    except (OSError, KeyError) as err:
+        raise MusicsepError(f"{shard}: not a readable shard ({err})") from None
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    if audio.ndim != 3 or audio.shape[0] != len(STREAMS):
+        raise MusicsepError(f"{shard}: dataset 'audio' has shape {audio.shape}; "
+                            f"expected ({len(STREAMS)} streams, channels, samples)")
+    # float32 holds the decoded 16-bit samples exactly; musdb evaluates in float64
+    refs = {s: audio[STREAMS.index(s)].T.astype(np.float64) for s in SOURCES}
+    refs["accompaniment"] = accompaniment(refs)
+    return refs, rate, name
+
+
+def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+    """``{target}.wav`` estimates in ``folder`` (all of :data:`TARGETS` that
+    exist, or exactly ``targets``), read as float32 and returned as float64
+    ``(samples, channels)`` arrays, with their paths. Each must be at
+    ``rate``."""
+    import soundfile
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MusicsepError(f"{folder}: estimates folder does not exist")
+    wanted = list(targets) if targets else list(TARGETS)
+    bad = [t for t in wanted if t not in TARGETS]
+    if bad:
+        raise MusicsepError(f"unknown target(s) {', '.join(map(repr, bad))}; expected some of {', '.join(TARGETS)}")
+    estimates, files = {}, {}
+    for target in wanted:
+        path = folder / f"{target}.wav"
+        if not path.exists():
+            if targets:
+                raise MusicsepError(f"{path}: missing estimate for target '{target}'")
+            continue
+        try:
+            audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except (RuntimeError, soundfile.LibsndfileError) as err:
+            raise MusicsepError(f"{path}: not a readable WAV file ({err})") from None
+        if file_rate != rate:
+            raise MusicsepError(f"{path}: sample rate {file_rate} Hz, the references' {rate} Hz")
+        estimates[target], files[target] = audio.astype(np.float64), path
+    if not estimates:
+        raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in TARGETS)})")
+    return estimates, files
+
+
+def evaluate_shard(shard: str | os.PathLike, estimates_dir: str | os.PathLike, out_json: str | os.PathLike,
+                   name: str | None = None, targets: Sequence[str] | None = None) -> dict:
+    """Evaluate the ``{target}.wav`` estimates in ``estimates_dir`` against a
+    shard's sources (see :func:`evaluate_track`)."""
+    refs, rate, shard_name = read_shard_references(shard)
+    estimates, files = read_estimates(estimates_dir, rate, targets)
+    return evaluate_track(refs, estimates, rate, name or shard_name, out_json,
+                          targets=targets, estimate_files=files)
+
+
+# ---------------------------------------------------------------------------
+# many tracks, many experiments
+
+
+def _json_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """(file, the path given that holds it), JSON files found recursively."""
+    found = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            files = sorted(p for p in given.rglob("*.json") if p.is_file())
+            if not files:
+                raise MusicsepError(f"{given}: no JSON files in this folder")
+            found += [(f, given) for f in files]
+        elif given.is_file():
+            found.append((given, given.parent))
+        else:
+            raise MusicsepError(f"{given}: no such file or folder")
+    return found
+
+
+def experiment_name(path: Path, given: Path, experiment_from: str | Callable[[Path], str] = "parent") -> str:
+    """``parent``: the JSON's folder, or the folder above it when that is a
+    subset folder (``test``, ``train``, ``valid``) as museval writes them;
+    ``root``: the folder given on the command line; or a function of the path."""
+    if callable(experiment_from):
+        return str(experiment_from(path))
+    if experiment_from == "parent":
+        folder = path.resolve().parent
+        if folder.name in SUBSET_DIRS and folder.parent.name:
+            folder = folder.parent
+        return folder.name
+    if experiment_from == "root":
+        return given.resolve().name
+    raise MusicsepError(f"experiment_from must be 'parent' or 'root', not {experiment_from!r}")
+
+
+def read_scores(path: str | os.PathLike) -> tuple[str, pd.DataFrame]:
+    """One museval JSON file as (track, frame table with columns target,
+    metric, frame, score). The track is the file's stem (museval writes no
+    name; a top-level ``name`` is used when present)."""
+    path = Path(path)
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise MusicsepError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(content, dict) or not isinstance(content.get("targets"), list):
+        raise MusicsepError(f"{path}: not a museval score file (no 'targets' list)")
+    track = content["name"] if isinstance(content.get("name"), str) else path.stem
+    rows = []
+    try:
+        for target in content["targets"]:
+            for i, frame in enumerate(target["frames"]):
+                metrics = frame["metrics"]
+                for metric in METRICS:
+                    value = metrics[metric]
+                    rows.append((target["name"], metric, i, math.nan if value is None else float(value)))
+    except (KeyError, TypeError, ValueError) as err:
+        raise MusicsepError(f"{path}: not a museval score file ({type(err).__name__}: {err})") from None
+    return track, pd.DataFrame(rows, columns=["target", "metric", "frame", "score"])
+
+
+def load_scores(paths: Iterable[str | os.PathLike], experiment_from: str | Callable[[Path], str] = "parent",
+                track_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Every frame score of the museval JSON files in ``paths`` (files, or
+    folders searched recursively) as one tidy table with :data:`COLUMNS`.
+    ``track_names`` renames tracks (e.g. slug -> MUSDB name, so that ours
+    meet the published files, which are named after the tracks)."""
+    parts, seen = [], {}
+    for path, given in _json_files(paths):
+        track, frame = read_scores(path)
+        track = (track_names or {}).get(track, track)
+        experiment = experiment_name(path, given, experiment_from)
+        key = (experiment, track)
+        if key in seen:
+            raise MusicsepError(f"{path}: track '{track}' of experiment '{experiment}' "
+                                f"is also scored in {seen[key]}")
+        seen[key] = path
+        frame.insert(0, "track", track)
+        frame.insert(0, "experiment", experiment)
+        parts.append(frame)
+    if not parts:
+        raise MusicsepError("no score files given")
+    table = pd.concat(parts, ignore_index=True)[COLUMNS]
+    table["score"] = table["score"].astype(float)
+    return table
+
+
+def track_names_from_table(path: str | os.PathLike) -> dict[str, str]:
+    """slug -> name, from the track table (tracks.tsv)."""
+    try:
+        table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    except (OSError, pd.errors.ParserError) as err:
+        raise MusicsepError(f"{path}: not a readable track table ({err})") from None
+    if not {"slug", "name"} <= set(table.columns):
+        raise MusicsepError(f"{path}: a track table needs columns 'slug' and 'name'")
+    return dict(zip(table["slug"], table["name"]))
+
+
+def median_scores(table: pd.DataFrame) -> pd.Series:
+    """Median over frames, then median over tracks, per (experiment, target,
+    metric): museval's ``EvalStore.agg_frames_tracks_scores()`` per
+    experiment (pandas medians, which skip NaN)."""
+    per_track = table.groupby(["experiment", "track", "target", "metric"])["score"].median()
+    return per_track.reset_index().groupby(["experiment", "target", "metric"])["score"].median()
+
+
+def _irm1(experiments: Sequence[str]) -> str | None:
+    for name in experiments:
+        if name.lower() in ("irm1", "oracle_irm1"):
+            return name
+    return None
+
+
+def _ordered_targets(targets: Iterable[str]) -> list[str]:
+    targets = set(targets)
+    return [t for t in TARGETS if t in targets] + sorted(targets - set(TARGETS))
+
+
+def _fmt(value: float, spec: str = ".2f") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def summary_markdown(table: pd.DataFrame, published: Iterable[str] = ()) -> str:
+    """Markdown: median SDR, SIR, SAR and ISR per experiment and target,
+    SDR as a fraction of IRM1's when an IRM1 experiment is present, and the
+    NaN frames (silent windows) that the medians ignore."""
+    published = set(published)
+    medians = median_scores(table)
+    ours = [e for e in dict.fromkeys(table["experiment"]) if e not in published]
+    theirs = [e for e in dict.fromkeys(table["experiment"]) if e in published]
+    experiments = sorted(ours) + sorted(theirs)
+    targets = _ordered_targets(table["target"].unique())
+    tracks = table.groupby("experiment")["track"].nunique()
+
+    def label(exp):
+        return f"{exp} (published)" if exp in published else exp
+
+    lines = ["# Evaluation summary", "",
+             "BSS Eval v4 (museval, 1 s windows and hops, as SiSEC 2018): median over frames, "
+             "then median over tracks (museval's `EvalStore.agg_frames_tracks_scores()`), in dB.", ""]
+    for metric in ("SDR", "SIR", "SAR", "ISR"):
+        lines += [f"## {metric}", "", "| experiment | tracks | " + " | ".join(targets) + " |",
+                  "|---|---:|" + "---:|" * len(targets)]
+        for exp in experiments:
+            cells = [_fmt(medians.get((exp, t, metric), math.nan)) for t in targets]
+            lines.append(f"| {label(exp)} | {tracks[exp]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    track_sets = {exp: frozenset(table.loc[table["experiment"] == exp, "track"]) for exp in experiments}
+    if len(set(track_sets.values())) > 1:
+        common = frozenset.intersection(*track_sets.values())
+        lines += [f"Note: the experiments were scored on different tracks ({len(common)} in common); "
+                  "their medians are over different sets and compare only roughly.", ""]
+    ref = _irm1(sorted(ours) + sorted(theirs))
+    if ref is not None:
+        lines += [f"## SDR as a fraction of {ref}'s", "",
+                  f"Each experiment's median SDR divided by that of the oracle `{ref}` (ideal ratio mask), "
+                  "per target; 1.00 is oracle quality.", "",
+                  "| experiment | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+        for exp in experiments:
+            cells = []
+            for t in targets:
+                num, den = medians.get((exp, t, "SDR"), math.nan), medians.get((ref, t, "SDR"), math.nan)
+                cells.append(_fmt(num / den if den and not math.isnan(den) else math.nan))
+            lines.append(f"| {label(exp)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    sdr = table[table["metric"] == "SDR"]
+    nan = sdr["score"].isna()
+    lines += ["## Silent frames", ""]
+    if not nan.any():
+        lines += ["No NaN frames: every window of every reference and estimate had sound.", ""]
+    else:
+        lines += [f"{int(nan.sum())} of {len(sdr)} frames (target × window) are NaN: a reference or an "
+                  "estimate of the target's evaluation group is silent in that window (all zeros: "
+                  "BSS Eval is undefined there), or, rarely, the estimate equals its reference "
+                  "(SDR +inf, which museval stores as NaN). They are ignored as museval ignores them "
+                  "(NaN-skipping median over frames; a track whose frames are all NaN for a target "
+                  "drops out of that target's median over tracks).", "",
+                  "| experiment | NaN frames | frames | tracks all NaN for some target |", "|---|---:|---:|---|"]
+        per_track = sdr.groupby(["experiment", "track", "target"])["score"].apply(lambda s: s.isna().all())
+        for exp in experiments:
+            part = sdr[sdr["experiment"] == exp]
+            dead = per_track.loc[exp]
+            dead = sorted({f"{track} ({target})" for (track, target), flag in dead.items() if flag})
+            lines.append(f"| {label(exp)} | {int(part['score'].isna().sum())} | {len(part)} | "
+                         f"{', '.join(dead) if dead else '–'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
+              summary_md: str | os.PathLike | None = None,
+              experiment_from: str | Callable[[Path], str] = "parent",
+              published: Sequence[str | os.PathLike] = (),
+              track_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Read the museval JSON files in ``paths`` (and in ``published``
+    folders, e.g. the SiSEC 2018 submissions, put beside ours as more
+    experiments), write every frame score to ``out_csv`` (:data:`COLUMNS`)
+    and, if asked, the Markdown summary to ``summary_md``. Returns the tidy
+    table; :func:`median_scores` of it is what the field reports.
+    ``track_names`` maps file stems to track names (see :func:`load_scores`;
+    :func:`track_names_from_table` reads them from tracks.tsv)."""
+    ours = load_scores(paths, experiment_from, track_names) if paths else None
+    theirs = load_scores(published, experiment_from, track_names) if published else None
+    if ours is None and theirs is None:
+        raise MusicsepError("no score files given")
+    if ours is not None and theirs is not None:
+        clash = sorted(set(ours["experiment"]) & set(theirs["experiment"]))
+        if clash:
+            raise MusicsepError(f"experiment name(s) {', '.join(clash)} both ours and published")
+    table = pd.concat([t for t in (ours, theirs) if t is not None], ignore_index=True)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False, na_rep="NaN")
+    medians = median_scores(table).unstack("metric")
+    for (exp, target), row in medians.iterrows():
+        log.info("%s %s: SDR %s", exp, target, _fmt(row.get("SDR", math.nan)))
+    if summary_md is not None:
+        text = summary_markdown(table, published=set(theirs["experiment"]) if theirs is not None else ())
+        with atomic_path(summary_md) as tmp:
+            Path(tmp).write_text(text)
+    return table

@@ -1,0 +1,374 @@
+"""Evaluation: museval's BSS Eval v4 per track, and the aggregation over
+tracks and experiments. museval is slow (its 512-tap distortion filters cost
+seconds per track whatever the length), so the signals are short, mostly mono
+8 kHz, and each evaluation is computed once per module."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import simplejson
+import soundfile
+
+import museval
+from museval.aggregate import EvalStore, TrackStore, json2df
+
+from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep.evaluate import (COLUMNS, TARGETS, accompaniment, aggregate, evaluate_track, load_scores,
+                               median_scores)
+
+RATE = 8000
+SECONDS = 4
+GAINS = {"drums": 1.0, "bass": 0.5, "other": 0.7, "vocals": 1.2}
+
+
+def make_sources(seed=0, channels=1, seconds=SECONDS, rate=RATE):
+    rng = np.random.default_rng(seed)
+    n = seconds * rate
+    return {s: GAINS[s] * rng.standard_normal((n, channels)) for s in SOURCES}
+
+
+def with_accompaniment(sources):
+    return {**sources, "accompaniment": accompaniment(sources)}
+
+
+def musdb_track(name, references, rate=RATE):
+    """What museval's eval_mus_track reads of a musdb track."""
+    return SimpleNamespace(name=name, rate=rate, subset="test", targets=OrderedDict(
+        (t, SimpleNamespace(audio=references[t])) for t in TARGETS if t in references))
+
+
+def frames(path):
+    """{target: {metric: array over frames}} of a museval JSON file."""
+    content = simplejson.loads(Path(path).read_text(), allow_nan=True)
+    return {t["name"]: {m: np.array([float(f["metrics"][m]) for f in t["frames"]])
+                        for m in ("SDR", "SIR", "ISR", "SAR")} for t in content["targets"]}
+
+
+def energy_db(num, den, rate=RATE):
+    """Per 1 s frame, 10 log10 of the energy ratio."""
+    k = len(num) // rate
+    e = lambda x: (x[: k * rate] ** 2).reshape(k, -1).sum(axis=1)
+    return 10 * np.log10(e(num) / e(den))
+
+
+@pytest.fixture(scope="module")
+def refs():
+    return with_accompaniment(make_sources())
+
+
+@pytest.fixture(scope="module")
+def mixture_run(refs, tmp_path_factory):
+    """Every target estimated by the mixture (plus a little noise, so that
+    the scores are not degenerate), ours and museval's eval_mus_track."""
+    mix = sum(refs[s] for s in SOURCES)
+    noise = np.random.default_rng(1).standard_normal(mix.shape) * 0.01
+    estimates = {t: mix + noise for t in TARGETS}
+    out = tmp_path_factory.mktemp("mix") / "exp" / "Artist - Title.json"
+    result = evaluate_track(refs, estimates, RATE, "Artist - Title", out)
+    store = museval.eval_mus_track(musdb_track("Artist - Title", refs), estimates)
+    return SimpleNamespace(out=out, result=result, store=store, mix=mix)
+
+
+def test_true_sources_score_very_high(refs, tmp_path):
+    noise = np.random.default_rng(2)
+    estimates = {t: a + 1e-4 * noise.standard_normal(a.shape) for t, a in refs.items()}
+    result = evaluate_track(refs, estimates, RATE, "t", tmp_path / "t.json")
+    assert result["targets"] == ["drums", "bass", "other", "vocals", "accompaniment"]
+    assert result["frames"] == SECONDS and result["warnings"] == []
+    scores = frames(tmp_path / "t.json")
+    for target in TARGETS:
+        assert (scores[target]["SDR"] > 60).all(), target
+        assert result["scores"][target]["SDR"] > 60
+
+
+def test_exact_copies_are_infinite_sdr_stored_as_nan(refs, tmp_path, caplog):
+    """museval's own rule: SDR +inf (no distortion at all) is written as NaN."""
+    pair = {t: refs[t] for t in ("vocals", "accompaniment")}
+    with caplog.at_level(logging.WARNING, logger="musicsep"):
+        result = evaluate_track(pair, pair, RATE, "t", tmp_path / "t.json")
+    assert result["nan_frames"] == {"vocals": SECONDS, "accompaniment": SECONDS}
+    assert (frames(tmp_path / "t.json")["vocals"]["ISR"] > 60).all()
+    assert "estimate 'vocals' equals its reference in 4 of 4 frames" in caplog.text
+
+
+def test_mixture_as_estimate_scores_the_energy_ratio(mixture_run, refs):
+    scores = frames(mixture_run.out)
+    for target in SOURCES:  # evaluated together: SDR = 10 log10(E_target / E_others)
+        expected = energy_db(refs[target], mixture_run.mix - refs[target])
+        np.testing.assert_allclose(scores[target]["SDR"], expected, atol=0.5)
+    # vocals/accompaniment are their own pair, as in eval_mus_track
+    expected = energy_db(refs["accompaniment"], refs["vocals"])
+    np.testing.assert_allclose(scores["accompaniment"]["SDR"], expected, atol=0.5)
+    assert scores["vocals"]["SDR"].mean() == pytest.approx(-scores["accompaniment"]["SDR"].mean(), abs=1.0)
+    assert -12 < scores["bass"]["SDR"].mean() < -9
+
+
+def test_json_is_museval_s_own(mixture_run):
+    """Byte for byte what eval_mus_track writes, and it loads in EvalStore."""
+    text = mixture_run.out.read_text()
+    assert text == mixture_run.store.json
+    store = EvalStore()
+    store.add_track(json2df(simplejson.loads(text, allow_nan=True), "Artist - Title"))
+    agg = store.agg_frames_tracks_scores()
+    for target, metrics in mixture_run.result["scores"].items():
+        for metric, value in metrics.items():
+            assert agg[(target, metric)] == pytest.approx(value, abs=1e-9)
+    assert set(store.df["target"]) == set(TARGETS)
+
+
+def test_wrong_estimates_are_refused(refs, tmp_path):
+    out = tmp_path / "t.json"
+    short = {t: a[:-5] if t == "bass" else a for t, a in refs.items()}
+    with pytest.raises(MusicsepError, match=r"track 't' .*estimate 'bass' has 31995 samples, its reference 32000"):
+        evaluate_track(refs, short, RATE, "t", out)
+    stereo = {t: np.repeat(a, 2, axis=1) if t == "other" else a for t, a in refs.items()}
+    with pytest.raises(MusicsepError, match="estimate 'other' has 2 channel.*its reference 1"):
+        evaluate_track(refs, stereo, RATE, "t", out)
+    turned = {t: np.repeat(a, 2, axis=1) for t, a in refs.items()}
+    flipped = {**turned, "drums": turned["drums"].T}
+    with pytest.raises(MusicsepError, match=r"not \(channels, samples\)"):
+        evaluate_track(turned, flipped, RATE, "t", out)
+    no_ref = {t: refs[t] for t in ("drums", "bass")}
+    with pytest.raises(MusicsepError, match="no reference for target.*'vocals'"):
+        evaluate_track(no_ref, {t: refs[t] for t in ("drums", "bass", "vocals")}, RATE, "t", out)
+    with pytest.raises(MusicsepError, match="missing estimate for target.*'vocals'"):
+        evaluate_track(refs, {t: refs[t] for t in ("drums", "bass")}, RATE, "t", out,
+                       targets=["drums", "bass", "vocals"])
+    with pytest.raises(MusicsepError, match="unknown target.*'piano'"):
+        evaluate_track(refs, {"piano": refs["drums"], "bass": refs["bass"]}, RATE, "t", out)
+    with pytest.raises(MusicsepError, match="at least two"):
+        evaluate_track(refs, {"vocals": refs["vocals"]}, RATE, "t", out)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_silent_reference_gives_nan_frames(tmp_path, caplog):
+    sources = make_sources(seed=3)
+    sources["vocals"][: RATE + 10] = 0  # the first frame of vocals is silent
+    refs = with_accompaniment(sources)
+    noise = np.random.default_rng(4)
+    estimates = {t: refs[t] + 0.1 * noise.standard_normal(refs[t].shape) for t in ("vocals", "accompaniment")}
+    with caplog.at_level(logging.WARNING, logger="musicsep"):
+        result = evaluate_track(refs, estimates, RATE, "partly silent", tmp_path / "exp" / "a.json")
+    assert "reference 'vocals' is silent: museval's SDR is NaN for its frames (1 of 4" in caplog.text
+    assert result["silent"] == {"reference 'vocals'": 1}
+    assert result["nan_frames"] == {"vocals": 1, "accompaniment": 1}  # the whole pair's frame
+    scores = frames(tmp_path / "exp" / "a.json")
+    assert np.isnan(scores["vocals"]["SDR"][0]) and np.isfinite(scores["vocals"]["SDR"][1:]).all()
+    assert result["scores"]["vocals"]["SDR"] == pytest.approx(np.median(scores["vocals"]["SDR"][1:]))
+
+    # silent over the whole track: museval raises; we apply its window rule
+    sources["vocals"][:] = 0
+    refs = with_accompaniment(sources)
+    estimates["accompaniment"] = refs["accompaniment"] + 0.1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="musicsep"):
+        result = evaluate_track(refs, estimates, RATE, "instrumental", tmp_path / "exp" / "b.json")
+    assert result["nan_frames"] == {"vocals": SECONDS, "accompaniment": SECONDS}
+    assert "silent over the whole track" in caplog.text
+    EvalStore().add_track(json2df(simplejson.loads((tmp_path / "exp" / "b.json").read_text(), allow_nan=True), "b"))
+
+    table = aggregate([tmp_path / "exp"], tmp_path / "scores.csv", tmp_path / "summary.md")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "10 of 16 frames (target × window) are NaN" in summary
+    assert "ignored as museval ignores them" in summary and "b (accompaniment), b (vocals)" in summary
+    # b is all NaN for vocals and drops out of the median over tracks
+    assert median_scores(table)[("exp", "vocals", "SDR")] == pytest.approx(
+        np.nanmedian(frames(tmp_path / "exp" / "a.json")["vocals"]["SDR"]))
+
+
+# --- aggregation ------------------------------------------------------------------
+
+
+def write_scores(path, seed, targets=("vocals", "drums", "bass", "other", "accompaniment"), nframes=7,
+                 nan=(), all_nan=()):
+    """A museval JSON written by museval's TrackStore, random scores."""
+    rng = np.random.default_rng(seed)
+    store = TrackStore(track_name=path.stem, win=1.0, hop=1.0)
+    for target in targets:
+        values = {m: (rng.standard_normal(nframes) * 3 + 5) for m in ("SDR", "SIR", "ISR", "SAR")}
+        for m in values:
+            values[m][list(nan)] = np.nan
+            if target in all_nan:
+                values[m][:] = np.nan
+        store.add_target(target, {m: v.tolist() for m, v in values.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(store.json)
+
+
+def published_file(path, seed, nframes=6):
+    """A file as the SiSEC 2018 submissions are written (key order, floats, NaN)."""
+    rng = np.random.default_rng(seed)
+    targets = []
+    for target in ("vocals", "accompaniment", "drums", "bass", "other"):
+        fr = []
+        for i in range(nframes):
+            metrics = {m: round(float(rng.standard_normal() * 2 + 9), 5) for m in ("SIR", "SAR", "SDR", "ISR")}
+            if i == 0:
+                metrics = {m: math.nan for m in metrics}
+            fr.append({"duration": 1.0, "metrics": metrics, "time": float(i)})
+        targets.append({"frames": fr, "name": target})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"targets": targets}))
+
+
+@pytest.fixture()
+def score_tree(tmp_path):
+    root = tmp_path / "scores"
+    for i, track in enumerate(["a_b", "c_d", "e_f", "g_h"]):
+        write_scores(root / "unet" / f"{track}.json", seed=i, nan=[0, 3] if i == 1 else [])
+        write_scores(root / "oracle_irm1" / f"{track}.json", seed=10 + i,
+                     all_nan=("vocals",) if i == 2 else ())
+    # museval's own layout: <method>/test/<track>.json
+    for i, track in enumerate(["a_b", "c_d", "e_f"]):
+        write_scores(tmp_path / "museval_out" / "test" / f"{track}.json", seed=20 + i, nframes=5)
+    return tmp_path
+
+
+def evalstore(folder: Path) -> pd.Series:
+    store = EvalStore()
+    for path in sorted(folder.rglob("*.json")):
+        store.add_track(json2df(simplejson.loads(path.read_text(), allow_nan=True), path.stem))
+    return store.agg_frames_tracks_scores()
+
+
+def test_aggregate_equals_museval_evalstore(score_tree):
+    tmp = score_tree
+    table = aggregate([tmp / "scores", tmp / "museval_out"], tmp / "out" / "scores.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["experiment"]) == {"unet", "oracle_irm1", "museval_out"}
+    assert table["score"].isna().sum() > 0
+    ours = median_scores(table)
+    for exp, folder in [("unet", tmp / "scores" / "unet"), ("oracle_irm1", tmp / "scores" / "oracle_irm1"),
+                        ("museval_out", tmp / "museval_out")]:
+        expected = evalstore(folder)
+        got = ours.loc[exp]
+        assert got.index.equals(expected.index)
+        np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())  # exactly, NaN == NaN
+    # the CSV holds the same frames
+    back = pd.read_csv(tmp / "out" / "scores.csv")
+    assert list(back.columns) == COLUMNS and len(back) == len(table)
+    pd.testing.assert_series_equal(median_scores(back), ours)
+    # one file given directly: its folder names the experiment
+    single = load_scores([tmp / "scores" / "unet" / "a_b.json"])
+    assert set(single["experiment"]) == {"unet"} and set(single["track"]) == {"a_b"}
+    assert set(single["frame"]) == set(range(7))
+    assert set(load_scores([tmp / "museval_out"], experiment_from="root")["experiment"]) == {"museval_out"}
+    assert set(load_scores([tmp / "scores" / "unet"], experiment_from=lambda p: "x")["experiment"]) == {"x"}
+
+
+def test_summary_with_published_and_irm1(score_tree):
+    tmp = score_tree
+    for i, track in enumerate(["AM Contra - Heart Peripheral", "BKS - Too Much"]):
+        published_file(tmp / "sisec" / "submissions" / "IRM1" / "test" / f"{track}.json", seed=30 + i)
+        published_file(tmp / "sisec" / "submissions" / "TAK1" / "test" / f"{track}.json", seed=40 + i)
+    table = aggregate([tmp / "scores"], tmp / "scores.csv", tmp / "summary.md",
+                      published=[tmp / "sisec" / "submissions"])
+    assert set(table["experiment"]) == {"unet", "oracle_irm1", "IRM1", "TAK1"}
+    assert set(table.loc[table["experiment"] == "TAK1", "track"]) == {"AM Contra - Heart Peripheral",
+                                                                     "BKS - Too Much"}
+    ours = median_scores(table)
+    np.testing.assert_array_equal(ours.loc["TAK1"].to_numpy(),
+                                  evalstore(tmp / "sisec" / "submissions" / "TAK1").to_numpy())
+    summary = (tmp / "summary.md").read_text()
+    for heading in ("## SDR", "## SIR", "## SAR", "## ISR", "## SDR as a fraction of oracle_irm1's",
+                    "## Silent frames"):
+        assert heading in summary
+    assert "| TAK1 (published) | 2 |" in summary
+    fraction = ours[("unet", "vocals", "SDR")] / ours[("oracle_irm1", "vocals", "SDR")]
+    row = next(line for line in summary.splitlines()[summary.splitlines().index(
+        "## SDR as a fraction of oracle_irm1's"):] if line.startswith("| unet |"))
+    assert row.split("|")[2].strip() == f"{fraction:.2f}"
+    assert "| oracle_irm1 | " in summary and "e_f (vocals)" in summary
+    # names clash between ours and the published ones
+    with pytest.raises(MusicsepError, match="TAK1"):
+        aggregate([tmp / "sisec" / "submissions" / "TAK1"], tmp / "x.csv",
+                  published=[tmp / "sisec" / "submissions"])
+
+
+def test_aggregate_errors(tmp_path):
+    with pytest.raises(MusicsepError, match="no such file or folder"):
+        aggregate([tmp_path / "missing"], tmp_path / "x.csv")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "t.json").write_text("{\"scores\": []}")
+    with pytest.raises(MusicsepError, match="t.json: not a museval score file"):
+        aggregate([tmp_path / "bad"], tmp_path / "x.csv")
+    write_scores(tmp_path / "dup" / "e" / "test" / "t.json", 1)
+    write_scores(tmp_path / "dup" / "e" / "train" / "t.json", 2)
+    with pytest.raises(MusicsepError, match="track 't' of experiment 'e' is also scored"):
+        aggregate([tmp_path / "dup"], tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "musicsep", *args], capture_output=True, text=True)
+
+
+def write_shard(path, sources, rate=RATE, name="Artist - Title"):
+    mix = sum(sources[s] for s in SOURCES)
+    audio = np.stack([mix] + [sources[s] for s in SOURCES]).transpose(0, 2, 1).astype(np.float32)
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("audio", data=audio)
+        h5.attrs.update({"name": name, "sample_rate": rate, "streams": list(STREAMS)})
+
+
+def test_cli_evaluate_and_aggregate(tmp_path):
+    sources = {s: (0.1 * a).astype(np.float32) for s, a in make_sources(seed=5, channels=2, seconds=3).items()}
+    write_shard(tmp_path / "track.h5", sources)
+    est = tmp_path / "est"
+    est.mkdir()
+    refs = with_accompaniment({s: a.astype(np.float64) for s, a in sources.items()})
+    noise = np.random.default_rng(6)
+    for target in ("vocals", "accompaniment"):
+        soundfile.write(est / f"{target}.wav", refs[target] + 0.01 * noise.standard_normal(refs[target].shape),
+                        RATE, subtype="FLOAT")
+    out = tmp_path / "scores" / "unet" / "artist_title.json"
+    proc = run("evaluate", "--shard", str(tmp_path / "track.h5"), "--estimates", str(est), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    scores = frames(out)
+    assert list(scores) == ["vocals", "accompaniment"]
+    assert all(np.isfinite(scores[t]["SDR"]).all() and (scores[t]["SDR"] > 10).all() for t in scores)
+
+    (tmp_path / "tracks.tsv").write_text("slug\tname\tsplit\nartist_title\tArtist - Title\ttest\n")
+    proc = run("aggregate", str(tmp_path / "scores"), "--out", str(tmp_path / "scores.csv"),
+               "--summary", str(tmp_path / "summary.md"), "--tracks", str(tmp_path / "tracks.tsv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "| unet | 1 |" in proc.stdout and (tmp_path / "summary.md").exists()
+    back = pd.read_csv(tmp_path / "scores.csv")
+    assert set(back["track"]) == {"Artist - Title"} and set(back["target"]) == {"vocals", "accompaniment"}
+    assert set(back["experiment"]) == {"unet"} and len(back) == 2 * 3 * 4
+
+
+def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path):
+    sources = make_sources(seed=7, seconds=2)
+    write_shard(tmp_path / "track.h5", sources)
+    est = tmp_path / "est"
+    est.mkdir()
+    for target in ("vocals", "accompaniment"):
+        soundfile.write(est / f"{target}.wav", np.zeros((2 * 16000, 1)), 16000)
+    proc = run("evaluate", "--shard", str(tmp_path / "track.h5"), "--estimates", str(est),
+               "--out", str(tmp_path / "t.json"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: {est}/vocals.wav: sample rate 16000 Hz, the references' 8000 Hz"
+    assert not (tmp_path / "t.json").exists()
+    # a wrong length names the file, the target and both lengths
+    soundfile.write(est / "vocals.wav", np.ones((2 * RATE - 3, 1)), RATE)
+    soundfile.write(est / "accompaniment.wav", np.ones((2 * RATE, 1)), RATE)
+    proc = run("evaluate", "--shard", str(tmp_path / "track.h5"), "--estimates", str(est),
+               "--out", str(tmp_path / "t.json"))
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert f"estimate 'vocals' ({est}/vocals.wav) has 15997 samples, its reference 16000" in proc.stderr
