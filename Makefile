@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS)
-	@cat results/data/summary.md
+	@cat results/data/summary.md results/summary.md
 
 test: $(VENV)/.installed
 	python -m pytest
