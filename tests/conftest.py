@@ -55,3 +55,14 @@ def env_path(monkeypatch):
     """PATH with this interpreter's bin first (for snakemake and python -m musicsep)."""
     monkeypatch.setenv("PATH", os.pathsep.join([BIN, os.environ.get("PATH", "")]))
     return os.environ["PATH"]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy machine slows them less."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

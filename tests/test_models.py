@@ -27,13 +27,7 @@ MODEL_CASES = ([("blstm_mask", {})]
                + [("deep_clustering", {"clustering": c}) for c in ("kmeans", "gmm")])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine does not slow them down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def case_id(case) -> str:

@@ -25,12 +25,7 @@ SR, N_FFT, HOP = 16000, 512, 128
 TINY = dict(hidden=8, layers=1, n_mels=32, n_fft=N_FFT, hop=HOP, sample_rate=SR)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str = "blstm_mask", seed: int = 0, **kw):
