@@ -6,7 +6,7 @@ PROFILE ?= profiles/default
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup dry-run clean
+.PHONY: run test setup dry-run report clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -20,6 +20,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	python -m pytest
+
+report: $(VENV)/.installed
+	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml --report report.html
 
 dry-run: $(VENV)/.installed
 	snakemake --profile $(PROFILE) -n $(SNAKEMAKE_ARGS)

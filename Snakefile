@@ -9,6 +9,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -16,4 +17,5 @@ rule all:
         data_summary=f"{RESULTS}/data/summary.md",
         models=expand(f"{RESULTS}/models/{{exp}}/model.pt", exp=SPECS),
         summary=f"{RESULTS}/summary.md",
+        plots=REPORT_FILES,
     default_target: True

@@ -8,7 +8,7 @@ from musicsep.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["make-toy-musdb", "index", "shard", "tracks", "stats", "summary", "train", "separate", "evaluate",
-            "aggregate", "check-config"]
+            "aggregate", "plots", "check-config"]
 
 
 def run(*args, **kw):

@@ -117,6 +117,25 @@ def _aggregate(args) -> None:
         print(args.summary.read_text())
 
 
+def _plots(args) -> None:
+    from musicsep import report
+
+    if args.kind == "scores":
+        report.plot_scores(args.scores, summary=args.summary, table=args.table, medians=args.medians,
+                           box=args.box, heatmap=args.heatmap)
+    elif args.kind == "training":
+        report.plot_training(args.metrics, args.out, name=args.name)
+    elif args.kind == "masks":
+        report.plot_masks(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
+                          name=args.name)
+    elif args.kind == "embeddings":
+        report.plot_embeddings(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
+                               name=args.name, points=args.points)
+    elif args.kind == "audio":
+        report.audio_examples(args.shard, args.out_dir, args.page, estimates=args.estimates, name=args.name,
+                              seconds=args.seconds, start=args.start)
+
+
 def _check_config(args) -> None:
     from musicsep.config import load_yaml, validate
 
@@ -231,6 +250,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment-from", choices=["parent", "root"], default="parent",
                    help="experiment name: the JSON's folder (skipping test/train) or the folder given "
                         "(default parent)")
+
+    p = command("plots", _plots, "figures, tables and audio pages of the HTML report (snakemake --report)")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
+    k = kinds.add_parser("scores", help="summary tables, SDR box plots and per-track heat map from scores.csv")
+    k.add_argument("scores", type=Path, help="the frame scores (scores.csv, from aggregate)")
+    k.add_argument("--summary", type=Path, help="summary.md (from aggregate), rendered by --table")
+    k.add_argument("--table", type=Path, help="write the summary tables as an HTML page here")
+    k.add_argument("--medians", type=Path, help="write the per-track medians over frames (CSV) here")
+    k.add_argument("--box", type=Path, help="write the SDR box plots (.svg or .png) here")
+    k.add_argument("--heatmap", type=Path, help="write the per-track SDR heat map (.svg or .png) here")
+    k = kinds.add_parser("training", help="training curves of one experiment from its metrics.jsonl")
+    k.add_argument("metrics", type=Path, help="metrics.jsonl (one record per epoch)")
+    k.add_argument("--out", type=Path, required=True, help="the figure (.svg or .png)")
+    k.add_argument("--name", default=None, help="experiment name (default: the file's folder)")
+    for kind, help_ in [("masks", "mixture spectrogram, a model's masks and the ideal ratio masks on an excerpt"),
+                        ("embeddings", "2-D PCA of an embedding model's embeddings of an excerpt")]:
+        k = kinds.add_parser(kind, help=help_)
+        k.add_argument("--model", type=Path, required=True, help="the model file (model.pt)")
+        k.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5)")
+        k.add_argument("--out", type=Path, required=True, help="the figure (.png or .svg)")
+        k.add_argument("--name", default=None, help="experiment name (default: the model's)")
+    k.add_argument("--points", type=int, default=3000, help="points drawn (default 3000)")
+    k = kinds.add_parser("audio", help="WAV excerpts of a system's estimates (or of the true sources) and "
+                                       "a page of audio players")
+    k.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5): mixture and true sources")
+    k.add_argument("--estimates", type=Path, default=None,
+                   help="folder of the track's {target}.wav estimates (estimates/{system}/{slug}); "
+                        "without it: the mixture and the true sources")
+    k.add_argument("--name", default=None, help="system name (default: the folder's parent, or 'reference')")
+    k.add_argument("--out-dir", type=Path, required=True, help="the clips: OUT_DIR/{target}.wav")
+    k.add_argument("--page", type=Path, required=True, help="the HTML page of audio players")
+    for k in (kinds.choices["masks"], kinds.choices["embeddings"], kinds.choices["audio"]):
+        k.add_argument("--seconds", type=float, default=10.0, help="excerpt length (default 10)")
+        k.add_argument("--start", type=float, default=None,
+                       help="excerpt start in seconds (default: where the four sources are loudest together)")
 
     p = command("check-config", _check_config, "validate a workflow config against the schema")
     p.add_argument("config", type=Path, nargs="?", default=Path("config/config.yaml"))

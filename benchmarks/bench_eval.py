@@ -1,0 +1,471 @@
+"""Benchmarks of separation and evaluation, each against a baseline measured in the same run.
+
+1. Separation speed: ``Separator(model, chunk_seconds=30).separate(mixture)``
+   on a stereo 44.1 kHz track (3 minutes; the toy synth's mixture, or noise)
+   with a ``blstm_mask`` model of the paper's shape (n_fft 2048, hop 512, 300
+   mels, 4 BLSTM layers of 300, random weights, eval mode), on the CPU, against
+   a bare ``nn.LSTM`` stack of the model's shape (input 300, hidden 300, 4
+   layers, bidirectional, batch_first) running forward under ``no_grad`` over
+   the same frames: "batched chunks" (the frames cut into chunks of the
+   Separator's chunk length, zero-padded to whole chunks, the chunks of both
+   channels stacked as one batch) and "one sequence" (each channel's frames as
+   one long sequence, the channels as the batch). That LSTM is the work no
+   implementation of the model can avoid; the Separator adds the STFT, the
+   features, the head, the mel-to-linear projection, the masking, the inverse
+   STFT, ``context_seconds`` of extra frames on each side of a chunk, and its
+   bookkeeping. The three contenders are run in turn (bare batched, bare one
+   sequence, ours, bare batched, ...) and medians compared. Goal: bare / ours
+   >= 0.7 against each baseline. ``--profile`` then times the stages of one
+   separation (a stage-by-stage replica of ``Separator.separate``, checked
+   against its output).
+2. Evaluation: our job ``musicsep.evaluate.evaluate_track`` (JSON written)
+   against museval's own ``eval_mus_track`` (``output_dir`` given, so it writes
+   the same JSON) on the same references and estimates of a stereo 44.1 kHz toy
+   track (30 s: museval takes about 40 s per minute of audio), through a
+   stand-in for the musdb track object (``name``, ``rate``, ``subset`` and
+   ``targets[name].audio``, all that ``eval_mus_track`` reads). Runs alternate
+   (museval, ours, museval, ...). Goal: ours / museval <= 1.05 (the wrapper's
+   checks and silent-window report add nothing noticeable). The two JSON files
+   are compared too.
+3. Quality on the toy test set: from ``results/scores.csv`` (written by
+   ``python -m musicsep aggregate``; every frame score), each system's median
+   SDR per target (median over frames, then over tracks, as museval's
+   ``EvalStore``) beside the oracle IRM1's, and the fraction. Skipped when the
+   file does not exist.
+
+Prints ratios and goals; asserts nothing about time (numbers depend on the
+machine). Medians are the figures; the fastest repetition is printed beside
+them, since on a shared machine the gap between the two is other processes'
+doing. Run from the repository root with the virtual environment:
+
+    python benchmarks/bench_eval.py [--quick] [--seconds 180] [--reps 5] [--profile]
+                                    [--eval-seconds 30] [--eval-reps 3] [--scores results/scores.csv]
+
+Defaults: a 180 s track, 5 repetitions (about 3 minutes on 2 idle cores), a
+30 s track evaluated 3 times each way (about 2 minutes). ``--quick``: a 30 s
+track, 3 repetitions; a 10 s evaluation, 2 each way (well under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+
+from musicsep import SOURCES, STREAMS
+from musicsep.models import build_model
+from musicsep.separate import Separator
+
+ROOT = Path(__file__).resolve().parents[1]
+RATE, N_FFT, HOP, N_MELS, HIDDEN, LAYERS, DROPOUT = 44100, 2048, 512, 300, 300, 4, 0.3
+CHUNK_SECONDS = 30.0
+GOAL_SEPARATION = 0.7     # bare LSTM time / Separator time, at least
+GOAL_EVALUATION = 1.05    # evaluate_track time / eval_mus_track time, at most
+# what the issue reports for the bare stack on 2 cores (x real time)
+ISSUE_BARE = {"bare, batched chunks": 55.0, "bare, one sequence": 34.0}
+SUMMARY: list[tuple[str, str, str, bool | None]] = []   # (figure, value, goal, met)
+
+
+def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool | None = None) -> None:
+    SUMMARY.append((figure, format(value, fmt), goal or "", met))
+
+
+def interleave(runs: dict, reps: int, warm_up: bool = True) -> dict[str, list[float]]:
+    """Seconds of each callable per repetition: each run once untimed (when
+    ``warm_up``), then A, B, ... ``reps`` times."""
+    if warm_up:
+        for fn in runs.values():
+            fn()
+    times = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def toy_streams(seconds: float, seed: int) -> tuple[np.ndarray, int]:
+    """The toy synth's five streams ``(5, samples, 2)`` of the first song from
+    ``seed`` on whose every stem has sound (museval refuses a silent reference),
+    and that song's seed."""
+    from musicsep.toy import render_streams
+
+    for song in range(seed, seed + 50):
+        streams = render_streams(song, seconds)
+        if all(np.any(streams[k] != 0) for k in range(1, len(STREAMS))):
+            return streams, song
+    raise SystemExit(f"no toy song among seeds {seed}..{seed + 49} has sound in every stem over {seconds} s")
+
+
+# --------------------------------------------------------------------------- #
+# 1. Separation speed
+# --------------------------------------------------------------------------- #
+
+def paper_model() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("blstm_mask", sample_rate=RATE, n_fft=N_FFT, hop=HOP, n_mels=N_MELS,
+                       hidden=HIDDEN, layers=LAYERS, dropout=DROPOUT).eval()
+
+
+def bare_lstm() -> nn.LSTM:
+    return nn.LSTM(N_MELS, HIDDEN, num_layers=LAYERS, dropout=DROPOUT, bidirectional=True,
+                   batch_first=True).eval()
+
+
+def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile: bool) -> None:
+    samples = int(round(seconds * RATE))
+    start = time.perf_counter()
+    if signal == "toy":
+        streams, song = toy_streams(seconds, seed)
+        mixture = np.ascontiguousarray(streams[STREAMS.index("mixture")].T)       # (2, samples)
+        what = f"toy song {song}"
+    else:
+        mixture = (0.1 * np.random.default_rng(seed).standard_normal((2, samples))).astype(np.float32)
+        what = "white noise"
+    made = time.perf_counter() - start
+    model = paper_model()
+    separator = Separator(model, chunk_seconds=CHUNK_SECONDS)
+    channels = mixture.shape[0]
+    frames = 1 + samples // HOP
+    chunk, context = separator.chunk_frames()
+    n_chunks = math.ceil(frames / chunk)
+    fed = sum(c1 - c0 for _, _, c0, c1 in separator._framing(samples).chunks(chunk, context))
+    lstm = bare_lstm()
+    generator = torch.Generator().manual_seed(0)
+    x_long = torch.randn(channels, frames, N_MELS, generator=generator)
+    padded = torch.nn.functional.pad(x_long, (0, 0, 0, n_chunks * chunk - frames))
+    x_batched = padded.reshape(channels * n_chunks, chunk, N_MELS).contiguous()
+
+    print(f"\n== 1. Separation of a {seconds:g} s stereo track ({what}, made in {made:.1f} s) vs a bare "
+          f"LSTM stack forward (median and fastest of {reps} interleaved repetitions)")
+    print(f"blstm_mask: n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, {LAYERS} x BLSTM {HIDDEN}, "
+          f"{sum(p.numel() for p in model.parameters()):,d} parameters; Separator(chunk_seconds="
+          f"{separator.chunk_seconds:g}, context_seconds={separator.context_seconds:g}, "
+          f"wiener={separator.wiener})")
+    print(f"frames: {frames} per channel = {n_chunks} chunk(s) of {chunk} (+ {context} context frames "
+          f"each side); the Separator's model sees {fed} frames per channel (+{100 * (fed / frames - 1):.1f}% "
+          f"context), chunk after chunk, batch = {channels} channels")
+    print(f"bare batched chunks: input {tuple(x_batched.shape)} (last chunk zero-padded by "
+          f"{n_chunks * chunk - frames} frames); bare one sequence: input {tuple(x_long.shape)}")
+
+    def bare(x):
+        def run():
+            with torch.no_grad():
+                lstm(x)
+        return run
+
+    runs = {"bare, batched chunks": bare(x_batched), "bare, one sequence": bare(x_long),
+            "Separator.separate": lambda: separator.separate(mixture)}
+    times = interleave(runs, reps)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    ours, ours_best = med["Separator.separate"], best["Separator.separate"]
+    print(f"{'contender':22} {'median s':>9} {'fastest s':>10} {'slowest s':>10} {'x real time':>12} "
+          f"{'(fastest)':>10} {'bare/ours':>10} {'(fastest)':>10}  issue's x real time")
+    for name in runs:
+        bare_ratio = f"{med[name] / ours:10.2f} {best[name] / ours_best:10.2f}" if name != "Separator.separate" \
+            else f"{'':10} {'':10}"
+        issue = f"  {ISSUE_BARE[name]:.0f}" if name in ISSUE_BARE else ""
+        print(f"{name:22} {med[name]:9.3f} {best[name]:10.3f} {max(times[name]):10.3f} "
+              f"{seconds / med[name]:12.1f} {seconds / best[name]:10.1f} {bare_ratio}{issue}")
+    print("per repetition, s: " + "; ".join(f"{name} " + " ".join(f"{x:.2f}" for x in v)
+                                            for name, v in times.items()))
+    tag = f"{seconds:g} s track"
+    note(f"Separator x real time, {tag}", seconds / ours, ".1f")
+    note(f"Separator x real time, fastest rep, {tag}", seconds / ours_best, ".1f")
+    for name, short in (("bare, batched chunks", "batched chunks"), ("bare, one sequence", "one sequence")):
+        note(f"bare LSTM x real time, {short}", seconds / med[name], ".1f")
+        ratio = med[name] / ours
+        note(f"bare {short} / Separator", ratio, ".2f", f">= {GOAL_SEPARATION}", ratio >= GOAL_SEPARATION)
+        note(f"bare {short} / Separator, fastest reps", best[name] / ours_best, ".2f")
+    if profile:
+        profile_separation(separator, mixture, lstm, x_batched, x_long)
+
+
+# A stage-by-stage copy of Separator.separate (musicsep/separate.py), to say where
+# the time goes. It must stay the same computation: its output is compared with
+# the Separator's and the difference printed.
+
+def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
+                       x_batched: torch.Tensor, x_long: torch.Tensor) -> None:
+    from musicsep.separate import _as_targets, _OverlapAdd
+
+    model, features = separator.model, separator.model.features
+    stages: dict[str, float] = {}
+
+    class Clock:
+        def __init__(self):
+            self.t = time.perf_counter()
+
+        def __call__(self, stage: str) -> None:
+            now = time.perf_counter()
+            stages[stage] = stages.get(stage, 0.0) + now - self.t
+            self.t = now
+
+    @torch.no_grad()
+    def staged() -> dict[str, np.ndarray]:
+        stages.clear()
+        tick = Clock()
+        channels, length = mixture.shape
+        framing = separator._framing(length)
+        acc = _OverlapAdd(framing, (len(SOURCES), channels))
+        chunks = framing.chunks(*separator.chunk_frames())
+        tick("setup (framing, output buffers)")
+        for f0, f1, c0, c1 in chunks:
+            spec = framing.stft(lambda a, b: mixture[:, a:b], c0, c1)
+            tick("STFT (reflect-pad read, torch.stft)")
+            mag = spec.abs()
+            tick("|X|")
+            x = features.inputs(mag)
+            tick("features.inputs (log, whiten, mel projection)")
+            hidden = model.blstm(x)
+            tick("LSTM (batch = channels, with context)")
+            batch, frames = mag.shape[0], mag.shape[-1]
+            mel = torch.sigmoid(model.head(hidden)).view(batch, frames, model.n_sources, -1)
+            tick("head + sigmoid")
+            masks = features.to_linear(mel.permute(0, 2, 3, 1)).float()
+            tick("to_linear (mel -> linear pinv matmul, clamp)")
+            estimates = masks.transpose(0, 1) * spec
+            tick("mask * X (complex, all frames incl. context)")
+            kept = estimates[..., f0 - c0:f1 - c0]
+            shape = kept.shape
+            flat = kept.reshape(-1, *shape[-2:])
+            tick("drop context + reshape (a copy)")
+            frames_t = torch.fft.irfft(flat, n=framing.n_fft, dim=-2)
+            tick("irfft")
+            frames_t = frames_t * framing.window[:, None]
+            tick("window multiply")
+            ola = nn.functional.fold(frames_t, output_size=(1, (shape[-1] - 1) * framing.hop + framing.n_fft),
+                                     kernel_size=(1, framing.n_fft), stride=(1, framing.hop))
+            tick("overlap-add (nn.functional.fold = col2im)")
+            s0, s1 = framing.samples(f0, f1)
+            acc.out[..., s0:s1] += ola.reshape(*shape[:-2], -1).cpu().numpy()
+            tick("accumulate into the numpy output (+=)")
+            acc.env[s0:s1] += framing.envelope(f0, f1).cpu().numpy()
+            tick("window envelope (fold) per chunk")
+        result = acc.result()
+        tick("normalise (zeros_like + divide where)")
+        out = _as_targets(result)
+        tick("_as_targets (contiguous copies, accompaniment)")
+        return out
+
+    reference = separator.separate(mixture)
+    staged()                                                          # warm-up
+    start = time.perf_counter()
+    out = staged()
+    total = time.perf_counter() - start
+    peak = max(float(np.abs(v).max()) for v in reference.values()) or 1.0
+    diff = max(float(np.abs(out[k] - reference[k]).max()) for k in reference)
+    with torch.no_grad():
+        bare = {}
+        for name, x in (("batched chunks", x_batched), ("one sequence", x_long)):
+            start = time.perf_counter()
+            lstm(x)
+            bare[name] = time.perf_counter() - start
+    seconds = mixture.shape[-1] / RATE
+    in_lstm = stages.get("LSTM (batch = channels, with context)", 0.0)
+    print(f"\n== profile: one Separator.separate of the {seconds:g} s track, stage by stage "
+          f"(a replica of its code; max |difference| from the Separator's output: {diff / peak:.1e} of the peak"
+          f"{'' if diff == 0 else ' -- the replica no longer matches separate.py'})")
+    print(f"{'stage':50} {'s':>7} {'share':>6} {'ms per s of audio':>18}")
+    for stage, t in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"{stage:50} {t:7.3f} {100 * t / total:5.1f}% {1000 * t / seconds:18.1f}")
+    print(f"{'total':50} {total:7.3f} {100.0:5.1f}% {1000 * total / seconds:18.1f}")
+    print(f"outside the LSTM: {total - in_lstm:.3f} s ({100 * (total - in_lstm) / total:.0f}%); the LSTM as the "
+          f"Separator runs it: {in_lstm:.3f} s, the bare stack on the same frames: batched chunks "
+          f"{bare['batched chunks']:.3f} s, one sequence {bare['one sequence']:.3f} s (single timings)")
+    note("profile: share of separation outside the LSTM", 100 * (total - in_lstm) / total, ".0f")
+
+
+# --------------------------------------------------------------------------- #
+# 2. Evaluation
+# --------------------------------------------------------------------------- #
+
+def bench_evaluation(seconds: float, reps: int, seed: int) -> None:
+    import museval
+
+    from musicsep.evaluate import TARGETS, accompaniment, evaluate_track
+
+    streams, song = toy_streams(seconds, seed)
+    refs = {s: streams[STREAMS.index(s)].astype(np.float64) for s in SOURCES}   # (samples, 2), as musdb
+    refs["accompaniment"] = accompaniment(refs)
+    mix = streams[STREAMS.index("mixture")].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    # estimates like a separator's: most of the source, a little of the others, some noise
+    estimates = {s: 0.8 * refs[s] + 0.1 * (mix - refs[s]) + 0.003 * rng.standard_normal(mix.shape)
+                 for s in SOURCES}
+    estimates["accompaniment"] = accompaniment(estimates)
+    name = "Toy Artist - Toy Song"
+
+    def track(references):
+        return SimpleNamespace(name=name, rate=RATE, subset="test", targets=OrderedDict(
+            (t, SimpleNamespace(audio=references[t])) for t in TARGETS))
+
+    print(f"\n== 2. Evaluation of a {seconds:g} s stereo toy track (song {song}, {len(TARGETS)} targets): "
+          f"evaluate_track vs museval.eval_mus_track, both writing the JSON ({reps} repetitions each, "
+          f"alternated, after a warm-up on 2 s)")
+    logging.getLogger("musicsep").setLevel(logging.ERROR)     # silent-window warnings: same work, no noise
+    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
+        tmp = Path(tmp)
+        short = int(2 * RATE)
+        refs2 = {k: v[:short] for k, v in refs.items()}
+        est2 = {k: v[:short] for k, v in estimates.items()}
+        museval.eval_mus_track(track(refs2), est2, output_dir=str(tmp / "warm"))
+        evaluate_track(refs2, est2, RATE, name, tmp / "warm" / "ours.json")
+
+        ours_json = tmp / "ours" / "test" / f"{name}.json"
+        runs = {
+            "museval.eval_mus_track": lambda: museval.eval_mus_track(track(refs), estimates,
+                                                                     output_dir=str(tmp / "museval")),
+            "evaluate_track": lambda: evaluate_track(refs, estimates, RATE, name, ours_json),
+        }
+        times = interleave(runs, reps, warm_up=False)
+        theirs_text = (tmp / "museval" / "test" / f"{name}.json").read_text()
+        same = theirs_text == ours_json.read_text()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    ratio = med["evaluate_track"] / med["museval.eval_mus_track"]
+    ratio_best = best["evaluate_track"] / best["museval.eval_mus_track"]
+    print(f"{'contender':24} {'median s':>9} {'fastest s':>10} {'slowest s':>10} {'s per min audio':>16}")
+    for name_, v in times.items():
+        print(f"{name_:24} {med[name_]:9.2f} {best[name_]:10.2f} {max(v):10.2f} {60 * med[name_] / seconds:16.1f}")
+    print("per repetition, s: " + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in times.items()))
+    print(f"ours / museval: {ratio:.3f} (fastest reps {ratio_best:.3f}; goal <= {GOAL_EVALUATION}); "
+          f"JSON files identical: {'yes' if same else 'NO'}")
+    tag = f"{seconds:g} s track"
+    note(f"museval eval_mus_track s per min of audio", 60 * med["museval.eval_mus_track"] / seconds, ".1f")
+    note(f"evaluate_track / eval_mus_track, {tag}", ratio, ".3f", f"<= {GOAL_EVALUATION}",
+         ratio <= GOAL_EVALUATION)
+    note("evaluate_track / eval_mus_track, fastest reps", ratio_best, ".3f")
+    note("evaluate_track JSON == eval_mus_track JSON", float(same), ".0f", "== 1", same)
+
+
+# --------------------------------------------------------------------------- #
+# 3. Quality on the toy test set
+# --------------------------------------------------------------------------- #
+
+def bench_quality(path: Path) -> None:
+    print(f"\n== 3. Quality on the toy test set: median SDR (dB; over frames, then tracks) from {path}")
+    if not path.is_file():
+        print(f"{path} does not exist (written by `python -m musicsep aggregate` at the end of the workflow): "
+              "skipped")
+        SUMMARY.append(("quality (scores.csv)", "missing", "", None))
+        return
+    import pandas as pd
+
+    from musicsep import evaluate
+
+    table = pd.read_csv(path)
+    medians = getattr(evaluate, "median_scores", None)
+    if medians is not None:
+        med = medians(table)
+    else:       # museval's EvalStore.agg_frames_tracks_scores(), per experiment
+        per_track = table.groupby(["experiment", "track", "target", "metric"])["score"].median()
+        med = per_track.reset_index().groupby(["experiment", "target", "metric"])["score"].median()
+    sdr = med.xs("SDR", level="metric")
+    experiments = list(dict.fromkeys(table["experiment"]))
+    ref = next((e for e in experiments if e.lower() in ("oracle_irm1", "irm1")), None)
+    order = sorted(e for e in experiments if not e.lower().startswith("oracle")) + \
+        sorted(e for e in experiments if e.lower().startswith("oracle"))
+    targets = [t for t in evaluate.TARGETS if t in set(table["target"])]
+    tracks = table.groupby("experiment")["track"].nunique()
+    print(f"{len(table):,d} frame scores; IRM1 reference: {ref or 'none found (no fractions)'}; "
+          f"cells: median SDR, and in brackets its fraction of {ref or 'IRM1'}'s")
+    print(f"{'experiment':14} {'tracks':>6} " + " ".join(f"{t:>20}" for t in targets))
+    if ref is not None:
+        print(f"{ref:14} {tracks[ref]:6d} " + " ".join(f"{sdr.get((ref, t), math.nan):20.2f}" for t in targets))
+    for exp in order:
+        if exp == ref:
+            continue
+        cells = []
+        for t in targets:
+            value = sdr.get((exp, t), math.nan)
+            oracle = sdr.get((ref, t), math.nan) if ref is not None else math.nan
+            frac = value / oracle if oracle and not math.isnan(oracle) else math.nan
+            cells.append(f"{value:8.2f} ({frac:6.2f})" + "    ")
+        print(f"{exp:14} {tracks[exp]:6d} " + " ".join(f"{c:>20}" for c in cells))
+    negative = [f"{e}/{t}" for e in order for t in targets if sdr.get((e, t), 0.0) < 0]
+    if negative:
+        print("note: a fraction of the IRM1's SDR means little where an SDR is negative "
+              f"({', '.join(negative)})")
+    if len({frozenset(table.loc[table['experiment'] == e, 'track']) for e in experiments}) > 1:
+        print("note: the experiments were scored on different tracks; their medians compare only roughly")
+    if ref is not None:
+        for exp in order:
+            if exp == ref:
+                continue
+            fracs = [sdr.get((exp, t), math.nan) / sdr.get((ref, t), math.nan) for t in targets]
+            note(f"quality: {exp} SDR / {ref} SDR, median over targets", float(np.nanmedian(fracs)), ".2f")
+
+
+# --------------------------------------------------------------------------- #
+# Main
+# --------------------------------------------------------------------------- #
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 30 s track, fewer repetitions, a 10 s evaluation")
+    parser.add_argument("--seconds", type=float, help="track length for benchmark 1 (default 180; --quick 30)")
+    parser.add_argument("--reps", type=int, help="interleaved repetitions for benchmark 1 (default 5; --quick 3)")
+    parser.add_argument("--signal", choices=("toy", "noise"), default="toy",
+                        help="benchmark 1's mixture: the toy synth's (default) or white noise")
+    parser.add_argument("--eval-seconds", type=float, help="track length for benchmark 2 (default 30; --quick 10)")
+    parser.add_argument("--eval-reps", type=int, help="runs of each for benchmark 2 (default 3; --quick 2)")
+    parser.add_argument("--scores", type=Path, default=ROOT / "results" / "scores.csv",
+                        help="frame scores for benchmark 3 (default results/scores.csv)")
+    parser.add_argument("--seed", type=int, default=2019, help="toy song seed (the first with sound in every stem)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: CPU count)")
+    parser.add_argument("--only", type=int, action="append", choices=(1, 2, 3),
+                        help="run only this benchmark (repeatable)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after benchmark 1, time one separation stage by stage")
+    args = parser.parse_args()
+    seconds = args.seconds or (30.0 if args.quick else 180.0)
+    reps = args.reps or (3 if args.quick else 5)
+    eval_seconds = args.eval_seconds or (10.0 if args.quick else 30.0)
+    eval_reps = args.eval_reps or (2 if args.quick else 3)
+    if seconds <= 0 or eval_seconds < 2 or reps < 1 or eval_reps < 1:
+        parser.error("--seconds must be positive, --eval-seconds at least 2, repetitions at least 1")
+    only = set(args.only or (1, 2, 3))
+    torch.set_num_threads(args.threads)
+
+    print(f"musicsep separation and evaluation benchmarks ({'quick' if args.quick else 'full'}); "
+          f"torch {torch.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{torch.get_num_threads()} torch threads")
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} (1, 5, 15 min)")
+    if 1 in only:
+        bench_separation(seconds, reps, args.signal, args.seed, args.profile)
+    if 2 in only:
+        bench_evaluation(eval_seconds, eval_reps, args.seed)
+    if 3 in only:
+        bench_quality(args.scores)
+
+    load_after = os.getloadavg()
+    print(f"\n== Summary (CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; separation "
+          f"{seconds:g} s x {reps} reps, evaluation {eval_seconds:g} s x {eval_reps}; 1-min load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after, {os.cpu_count()} CPUs)")
+    width = max(len(f) for f, *_ in SUMMARY)
+    for figure, value, goal, met in SUMMARY:
+        mark = "" if met is None else ("met" if met else "MISSED")
+        print(f"{figure:{width}} {value:>9} {goal:>7} {mark}")
+    if load_before[0] > 0.5 * (os.cpu_count() or 1):
+        print(f"note: the machine was busy before the run (load {load_before[0]:.2f} on {os.cpu_count()} CPUs); "
+              "medians may be inflated, the 'fastest' figures less so")
+
+
+if __name__ == "__main__":
+    main()
