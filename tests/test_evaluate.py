@@ -25,8 +25,8 @@ import museval
 from museval.aggregate import EvalStore, TrackStore, json2df
 
 from musicsep import SOURCES, STREAMS, MusicsepError
-from musicsep.evaluate import (COLUMNS, TARGETS, accompaniment, aggregate, evaluate_track, load_scores,
-                               median_scores)
+from musicsep.evaluate import (COLUMNS, TARGETS, accompaniment, aggregate, evaluate_shard, evaluate_track,
+                               load_scores, median_scores, read_shard_references)
 
 RATE = 8000
 SECONDS = 4
@@ -372,3 +372,29 @@ def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path):
                "--out", str(tmp_path / "t.json"))
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert f"estimate 'vocals' ({est}/vocals.wav) has 15997 samples, its reference 16000" in proc.stderr
+
+
+def test_irm1_on_a_toy_track_scores_clearly_above_the_mixture(tmp_path):
+    """The oracle upper bound on real toy audio, through shard, oracle and museval."""
+    import soundfile
+
+    from musicsep.dataset import scan
+    from musicsep.separate import oracle_shard
+    from musicsep.shard import write_shard
+    from musicsep.toy import make_toy_musdb
+
+    dataset, (track,) = scan(make_toy_musdb(tmp_path / "toy.zip", seed=8, train=0, test=1, duration=4.0),
+                             subsets=["test"])
+    shard = tmp_path / "t.h5"
+    write_shard(dataset, track.member, "test", shard, sample_rate=16000)
+    oracle_shard(shard, "irm1", tmp_path / "irm1", progress=False)
+    mixture_dir = tmp_path / "mixture"
+    mixture_dir.mkdir()
+    references, rate, _ = read_shard_references(shard)
+    mix = sum(references[s] for s in ("vocals", "drums", "bass", "other"))
+    for target in references:
+        soundfile.write(mixture_dir / f"{target}.wav", mix.astype(np.float32), rate, subtype="FLOAT")
+    irm1 = evaluate_shard(shard, tmp_path / "irm1", tmp_path / "irm1.json")
+    mixture = evaluate_shard(shard, mixture_dir, tmp_path / "mixture.json")
+    for target in ("drums", "bass", "other", "accompaniment"):
+        assert irm1["scores"][target]["SDR"] > mixture["scores"][target]["SDR"] + 5, target
