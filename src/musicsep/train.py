@@ -194,14 +194,20 @@ class RankBatches(torch.utils.data.Sampler):
             yield list(range(first, first + self.per_rank))
 
 
-def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float) -> tuple[torch.Tensor, dict]:
-    """Loss of a batch of sources ``(batch, sources, channels, samples)``; the
-    mixture is their sum; channels are folded into the batch."""
-    features = model.module.features if hasattr(model, "module") else model.features
+def magnitudes(features, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixture ``(batch * channels, freq, frames)`` and source
+    ``(batch * channels, sources, freq, frames)`` magnitudes of a batch of
+    sources ``(batch, sources, channels, samples)``; the mixture is their sum,
+    channels are folded into the batch."""
     batch, n_src, channels, samples = sources.shape
-    src = sources.transpose(1, 2).reshape(batch * channels, n_src, samples)
-    src_spec = features.stft(src)
-    src_mag, mix_mag = src_spec.abs(), src_spec.sum(1).abs()      # the STFT is linear: no 5th transform
+    src_spec = features.stft(sources.transpose(1, 2).reshape(batch * channels, n_src, samples))
+    return src_spec.sum(1).abs(), src_spec.abs()          # the STFT is linear: no 5th transform
+
+
+def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float) -> tuple[torch.Tensor, dict]:
+    """Loss of a batch of sources ``(batch, sources, channels, samples)``."""
+    features = model.module.features if hasattr(model, "module") else model.features
+    mix_mag, src_mag = magnitudes(features, sources)
     out = model(mix_mag)
     parts = {}
     if loss_name in ("l1", "l1_dc"):
@@ -498,10 +504,7 @@ def fit_centroids(model, dataset: ExcerptDataset, spec: dict, device: torch.devi
     embeddings, labels, weights = [], [], []
     for b in range(batches):
         sources = torch.stack([dataset[b * 8 + i] for i in range(8)]).to(device)
-        batch, n_src, channels, samples = sources.shape
-        src = sources.transpose(1, 2).reshape(batch * channels, n_src, samples)
-        src_mag = model.features.stft(src).abs()
-        mix_mag = model.features.stft(src.sum(1)).abs()
+        mix_mag, src_mag = magnitudes(model.features, sources)
         y, w = dc_targets(model.features.to_mel(mix_mag), model.features.to_mel(src_mag))
         embeddings.append(model.embeddings(mix_mag).flatten(0, 1))
         labels.append(y.flatten(0, 1))
