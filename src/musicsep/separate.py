@@ -107,20 +107,16 @@ class _Framing:
                           window=self.window, center=False, return_complex=True)
         return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
-    def overlap_add(self, spec: torch.Tensor) -> torch.Tensor:
-        """Windowed inverse FFT of frames ``(..., freq, frames)``, overlap-added:
-        ``(..., (frames - 1) * hop + n_fft)``, not yet normalised."""
-        shape = spec.shape
-        frames = torch.fft.irfft(spec.reshape(-1, *shape[-2:]), n=self.n_fft, dim=-2) * self.window[:, None]
-        out = torch.nn.functional.fold(frames, output_size=(1, (shape[-1] - 1) * self.hop + self.n_fft),
-                                       kernel_size=(1, self.n_fft), stride=(1, self.hop))
-        return out.reshape(*shape[:-2], -1)
+    def overlap_add_into(self, out: torch.Tensor, spec: torch.Tensor) -> None:
+        """Windowed inverse FFT of frames ``(..., freq, frames)``, overlap-added
+        into ``out`` ``(..., (frames - 1) * hop + n_fft)`` (not normalised)."""
+        frames = torch.fft.irfft(spec.transpose(-1, -2), n=self.n_fft, dim=-1)   # (..., frames, n_fft)
+        frames = (frames * self.window).cpu()
+        _overlap_add(out, frames, self.hop)
 
-    def envelope(self, f0: int, f1: int) -> torch.Tensor:
-        """The squared window overlap-added over frames ``[f0, f1)``."""
-        w2 = self.window.square()[:, None].expand(-1, f1 - f0)
-        return torch.nn.functional.fold(w2[None], output_size=(1, (f1 - f0 - 1) * self.hop + self.n_fft),
-                                        kernel_size=(1, self.n_fft), stride=(1, self.hop)).reshape(-1)
+    def envelope_into(self, out: torch.Tensor, f0: int, f1: int) -> None:
+        """The squared window overlap-added over frames ``[f0, f1)``, into ``out``."""
+        _overlap_add(out, self.window.square().cpu().expand(f1 - f0, -1), self.hop)
 
     def chunks(self, chunk_frames: int, context_frames: int = 0) -> list[tuple[int, int, int, int]]:
         """``(f0, f1, c0, c1)``: output frames ``[f0, f1)`` computed from the
@@ -130,6 +126,25 @@ class _Framing:
         return [(f0, min(f0 + chunk_frames, self.frames), max(0, f0 - context_frames),
                  min(self.frames, f0 + chunk_frames + context_frames))
                 for f0 in range(0, self.frames, chunk_frames)]
+
+
+def _overlap_add(out: torch.Tensor, frames: torch.Tensor, hop: int) -> None:
+    """``out[..., t * hop + i] += frames[..., t, i]``: overlap-add of frames
+    ``(..., frames, n_fft)`` in place. Where the hop divides the frame length
+    (the usual case) each of the ``n_fft / hop`` segments of every frame lands
+    on a contiguous run of ``out``: a few strided additions, several times
+    faster on the CPU than ``nn.functional.fold`` (col2im)."""
+    count, n_fft = frames.shape[-2:]
+    if n_fft % hop:
+        lead = frames.shape[:-2]
+        folded = torch.nn.functional.fold(frames.reshape(-1, count, n_fft).transpose(1, 2),
+                                          output_size=(1, (count - 1) * hop + n_fft),
+                                          kernel_size=(1, n_fft), stride=(1, hop))
+        out += folded.reshape(*lead, -1)
+        return
+    for j in range(n_fft // hop):
+        out[..., j * hop:j * hop + count * hop].unflatten(-1, (count, hop)).add_(
+            frames[..., j * hop:(j + 1) * hop])
 
 
 class _OverlapAdd:
@@ -145,8 +160,8 @@ class _OverlapAdd:
 
     def add(self, spec: torch.Tensor, f0: int, f1: int) -> None:
         s0, s1 = self.framing.samples(f0, f1)
-        self.out[..., s0:s1] += self.framing.overlap_add(spec).cpu().numpy()
-        self.env[s0:s1] += self.framing.envelope(f0, f1).cpu().numpy()
+        self.framing.overlap_add_into(torch.from_numpy(self.out)[..., s0:s1], spec)
+        self.framing.envelope_into(torch.from_numpy(self.env)[s0:s1], f0, f1)
 
     def result(self) -> np.ndarray:
         pad, length = self.framing.pad, self.framing.length
