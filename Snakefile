@@ -6,6 +6,13 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+
+
+# Under --sdm apptainer every rule runs in this image (config key `container`;
+# built from containers/musicsep.def or containers/Dockerfile).
+container: config["container"]
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"

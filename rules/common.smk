@@ -4,10 +4,11 @@ import os
 import re
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 try:
     from musicsep import MusicsepError
-    from musicsep.workflow import experiment_specs, load_config, plan, use_this_python
+    from musicsep.workflow import check_container, experiment_specs, load_config, plan, use_this_python
 except ImportError as err:
     raise WorkflowError(
         f"the musicsep package cannot be imported ({err}); run `make setup` "
@@ -18,6 +19,7 @@ try:
     config.update(load_config(config, workflow.basedir))
     PLAN = plan(config)
     SPECS = experiment_specs(config)
+    check_container(config["container"], DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method)
 except MusicsepError as err:
     raise WorkflowError(str(err))
 

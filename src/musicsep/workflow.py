@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from musicsep import MusicsepError
 from musicsep.config import load_yaml, validate
 from musicsep.dataset import Dataset, build_table, scan, table_frame
 from musicsep.toy import toy_tracks
@@ -62,6 +63,23 @@ def plan(config: dict) -> Plan:
         return Plan(path, toy["format"], True, True, table_frame(tracks))
     dataset, tracks = scan(ds["path"], subsets, ds["max_tracks"], valid["fraction"], valid["seed"])
     return Plan(str(dataset.path), dataset.kind, dataset.is_zip, False, table_frame(tracks))
+
+
+IMAGE_SCHEMES = ("docker://", "docker-daemon://", "oras://", "library://", "shub://", "http://", "https://")
+
+
+def check_container(image: str | None, apptainer: bool) -> None:
+    """Under ``--sdm apptainer``, the config key ``container`` must name an
+    image: an address Apptainer pulls (``docker://``, ``oras://``, ...) or a
+    .sif file that exists. Without apptainer the key is not used."""
+    if not apptainer:
+        return
+    build = "build it with `apptainer build musicsep.sif containers/musicsep.def` (see the README)"
+    if image is None:
+        raise MusicsepError(f"--sdm apptainer needs an image, but config key container is null; {build}")
+    if not image.startswith(IMAGE_SCHEMES) and not Path(image).is_file():
+        raise MusicsepError(f"config key container: image file {image} not found "
+                            f"(relative to {Path.cwd()}); {build}, or give a docker:// or oras:// address")
 
 
 def use_this_python(basedir: str | Path) -> None:
