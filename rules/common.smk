@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 try:
-    from musicsep import MusicsepError
+    from musicsep import ORACLES as ORACLE_KINDS, MusicsepError
     from musicsep.workflow import check_container, experiment_specs, load_config, plan, use_this_python
 except ImportError as err:
     raise WorkflowError(

@@ -10,7 +10,7 @@ ESTIMATES = f"{RESULTS}/estimates/{{system}}/{{slug}}"
 
 wildcard_constraints:
     system="[A-Za-z0-9][A-Za-z0-9_-]*",
-    kind="irm1|irm2|ibm|mwf",
+    kind="|".join(ORACLE_KINDS),
 
 
 rule separate:

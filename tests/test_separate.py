@@ -18,7 +18,7 @@ from musicsep import SOURCES, STREAMS, MusicsepError
 from musicsep.audio import decode
 from musicsep.cli import main
 from musicsep.models import build_model
-from musicsep.separate import (ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, oracle, oracle_shard,
+from musicsep.separate import (ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, _oracle_masks, oracle, oracle_shard,
                                separate_file, separate_shard, wiener)
 
 SR, N_FFT, HOP = 16000, 512, 128
@@ -179,6 +179,24 @@ def test_oracles_recover_the_sources(kind):
     chunked = oracle(kind, sources, mixture, n_fft=N_FFT, hop=HOP, chunk_frames=17)
     for name in TARGETS:
         np.testing.assert_allclose(chunked[name], out[name], atol=1e-4)
+
+
+def test_sisec_binary_masks_threshold_the_ratio_to_the_mixture():
+    """IBM1 and IBM2 as in SiSEC 2018's oracles: a source keeps a bin where its
+    magnitude (IBM1) or power (IBM2) is at least half the mixture's, so a bin
+    may go to no source; ``ibm`` gives every bin to its loudest source."""
+    # one channel, one frame, three bins; magnitudes of the four sources
+    mags = torch.tensor([[0.6, 0.3, 0.72], [0.4, 0.3, 0.0], [0.0, 0.2, 0.28], [0.0, 0.2, 0.0]])
+    src = mags[:, None, :, None].to(torch.complex64)
+    mix = src.sum(0)                                    # |X| = 1 in every bin
+    ibm1 = _oracle_masks("ibm1", src, mix)[:, 0, :, 0]
+    ibm2 = _oracle_masks("ibm2", src, mix)[:, 0, :, 0]
+    ibm = _oracle_masks("ibm", src, mix)[:, 0, :, 0]
+    assert ibm1[:, 0].tolist() == [1, 0, 0, 0] and ibm1[:, 1].tolist() == [0, 0, 0, 0]
+    assert ibm1[:, 2].tolist() == [1, 0, 0, 0]
+    assert ibm2[:, 0].tolist() == [0, 0, 0, 0]          # 0.36 < 0.5
+    assert ibm2[:, 2].tolist() == [1, 0, 0, 0]          # 0.5184 >= 0.5
+    assert ibm.sum(0).tolist() == [1, 1, 1] and ibm[0].tolist() == [1, 1, 1]
 
 
 def test_oracle_rejects_bad_input():

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from musicsep import MusicsepError, __version__
+from musicsep import ORACLES, MusicsepError, __version__
 from musicsep.io import setup_logging
 
 log = logging.getLogger("musicsep")
@@ -136,6 +136,22 @@ def _plots(args) -> None:
                               seconds=args.seconds, start=args.start)
 
 
+def _submit(args) -> int:
+    from musicsep.submit import Resources, submit
+
+    command = list(args.subcommand)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise MusicsepError("submit needs a musicsep subcommand after --, e.g. "
+                            "`musicsep submit --gpu 1 -- separate song.mp3 --model model.pt --out out/`")
+    if command[0] == "submit":
+        raise MusicsepError("submit: the command to run cannot be submit itself")
+    build_parser().parse_args(command)  # a mistyped command fails here, not on the cluster
+    res = Resources(**{key: getattr(args, key) for key in Resources.__dataclass_fields__})
+    return submit(command, res, executor=args.executor, log_dir=args.log_dir, wait=args.wait, name=args.name)
+
+
 def _check_config(args) -> None:
     from musicsep.config import load_yaml, validate
 
@@ -216,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="an audio file ffmpeg reads, or a shard (.h5) with --shard")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="the model file (model.pt)")
-    which.add_argument("--oracle", choices=["irm1", "irm2", "ibm", "mwf"],
+    which.add_argument("--oracle", choices=ORACLES,
                        help="an oracle from the true sources instead of a model (needs --shard)")
     p.add_argument("--out", type=Path, required=True, help="folder for the five WAV files")
     p.add_argument("--shard", action="store_true", help="INPUT is a shard: separate its mixture at its rate")
@@ -286,6 +302,32 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--start", type=float, default=None,
                        help="excerpt start in seconds (default: where the four sources are loudest together)")
 
+    p = command("submit", _submit,
+                "run a musicsep subcommand as a SLURM job (submitit), e.g. `musicsep submit --gpu 1 --wait -- "
+                "separate song.mp3 --model model.pt --out out/`; resources as in the Snakemake SLURM profile")
+    p.add_argument("--executor", choices=["auto", "slurm", "local"], default="auto",
+                   help="slurm, local (a background process here), or auto: slurm where sbatch exists (default)")
+    p.add_argument("--log-dir", type=Path, default=Path("results/logs/submit"),
+                   help="the job's logs and submitit files go to LOG_DIR/JOBID/ (default results/logs/submit)")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the job, print its output and exit with the command's status")
+    p.add_argument("--name", default=None, help="job name (default musicsep-COMMAND)")
+    for option, type_, help_ in [
+            ("slurm_partition", str, "partition (sbatch --partition)"),
+            ("runtime", int, "time limit in minutes (default 60)"),
+            ("mem_mb", int, "memory per node in MB (sbatch --mem)"),
+            ("cpus_per_task", int, "CPUs per task"),
+            ("gpu", int, "GPUs per node"),
+            ("gpu_model", str, "GPU model, e.g. a100 (with --gpu: --gpus-per-node=MODEL:N)"),
+            ("tasks", int, "tasks in all, split evenly over the nodes (default one per node)"),
+            ("nodes", int, "nodes (default 1)"),
+            ("slurm_account", str, "account to charge (sbatch --account)"),
+            ("slurm_extra", str, "more sbatch options, e.g. '--qos=high --constraint=ib'")]:
+        p.add_argument("--" + option.replace("_", "-"), *(["--" + option] if "_" in option else []),
+                       dest=option, type=type_, default=60 if option == "runtime" else None, help=help_)
+    p.add_argument("subcommand", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                   help="the musicsep subcommand and its arguments")
+
     p = command("check-config", _check_config, "validate a workflow config against the schema")
     p.add_argument("config", type=Path, nargs="?", default=Path("config/config.yaml"))
     p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
@@ -296,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     try:
-        args.func(args)
+        status = args.func(args)
     except MusicsepError as err:
         print(f"error: {err}", file=sys.stderr)
         from musicsep.train import STOPPED_EXIT, Stopped
@@ -305,4 +347,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep import ORACLES, SOURCES, STREAMS, MusicsepError
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def _save(fig, out: str | Path, dpi: int = 110) -> None:
 
 
 def is_oracle(system: str) -> bool:
-    return system.lower().startswith("oracle") or system.lower() in ("irm1", "irm2", "ibm", "mwf")
+    return system.lower().startswith("oracle") or system.lower() in ORACLES
 
 
 def system_order(systems) -> list[str]:

@@ -25,8 +25,9 @@ cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
 
 Oracles (:func:`oracle`) compute masks from the true sources on the same STFT
-grid and apply them to the mixture's STFT: ``irm1``, ``irm2``, ``ibm`` and
-``mwf``, the upper bounds every mask method is measured against.
+grid and apply them to the mixture's STFT: ``irm1``, ``irm2``, ``ibm``,
+``ibm1``, ``ibm2`` and ``mwf``, the upper bounds every mask method is
+measured against.
 
 Shapes: audio ``(channels, samples)``; spectrograms ``(..., freq, frames)``,
 ``freq = n_fft // 2 + 1``; stacked estimates ``(sources, channels, ...)``.
@@ -44,16 +45,12 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep import ORACLES, SOURCES, STREAMS, MusicsepError
 
 log = logging.getLogger(__name__)
 
 TARGETS: tuple[str, ...] = SOURCES + ("accompaniment",)
 """What separation writes: the four sources and the accompaniment (all but vocals)."""
-
-ORACLES: tuple[str, ...] = ("irm1", "irm2", "ibm", "mwf")
-"""Oracle kinds: ideal ratio masks on magnitudes (1) and powers (2), the ideal
-binary mask, and the multichannel Wiener filter of the true sources."""
 
 _ACCOMPANIMENT = [SOURCES.index(s) for s in SOURCES if s != "vocals"]
 
@@ -371,8 +368,9 @@ class Separator:
 # --------------------------------------------------------------------------- oracles
 
 
-def _oracle_masks(kind: str, src: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Masks ``(sources, channels, freq, frames)`` from the true sources' STFTs."""
+def _oracle_masks(kind: str, src: torch.Tensor, mix: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Masks ``(sources, channels, freq, frames)`` from the true sources' STFTs
+    ``src`` and the mixture's ``mix`` ``(channels, freq, frames)``."""
     mag = src.abs()
     if kind == "irm1":
         return mag / (eps + mag.sum(0))
@@ -381,6 +379,9 @@ def _oracle_masks(kind: str, src: torch.Tensor, eps: float = 1e-10) -> torch.Ten
         return power / (eps + power.sum(0))
     if kind == "ibm":
         return torch.nn.functional.one_hot(mag.argmax(0), len(mag)).movedim(-1, 0).to(mag.dtype)
+    if kind in ("ibm1", "ibm2"):       # sigsep-mus-oracle's IBM: alpha 1 or 2, theta 0.5
+        alpha = 1 if kind == "ibm1" else 2
+        return (mag.pow(alpha) >= 0.5 * (eps + mix.abs().pow(alpha))).to(mag.dtype)
     raise MusicsepError(f"unknown oracle {kind!r} (known: {', '.join(ORACLES)})")
 
 
@@ -417,7 +418,7 @@ def _run_oracle(kind: str, read_sources: Reader, read_mixture: Reader, channels:
         if kind == "mwf":
             estimates = _mwf(s.abs().square().mean(1), R, x, reg)
         else:
-            estimates = _oracle_masks(kind, s) * x
+            estimates = _oracle_masks(kind, s, x) * x
         acc.add(estimates, f0, f1)
     return _as_targets(acc.result())
 
@@ -434,6 +435,8 @@ def oracle(kind: str, sources: Mapping[str, np.ndarray] | np.ndarray, mixture: n
 
     - ``irm1``: ``|S_k| / Σ_j |S_j|``;
     - ``irm2``: ``|S_k|² / Σ_j |S_j|²``;
+    - ``ibm1``, ``ibm2``: SiSEC 2018's ideal binary masks, 1 where
+      ``|S_k|^a >= 0.5 |X|^a`` with ``a`` = 1 or 2 (a bin may go to no source);
     - ``ibm``: 1 where source k has the largest magnitude (per channel and
       time-frequency bin), else 0;
     - ``mwf``: the multichannel Wiener filter ``v_k R_k (Σ_j v_j R_j)⁻¹ x``
