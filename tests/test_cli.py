@@ -8,7 +8,7 @@ from musicsep.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["make-toy-musdb", "index", "shard", "tracks", "stats", "summary", "train", "separate", "evaluate",
-            "aggregate", "plots", "check-config"]
+            "aggregate", "plots", "check-config", "submit"]
 
 
 def run(*args, **kw):
