@@ -4,9 +4,13 @@
 VENV ?= .venv
 PROFILE ?= profiles/default
 SNAKEMAKE_ARGS ?=
+RESULTS ?= results
+DAG_DIR ?= $(RESULTS)/dag
+TENSORBOARD_PORT ?= 6006
+NOTEBOOK_PORT ?= 8888
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup dry-run report clean
+.PHONY: run test setup dry-run report clean dag tensorboard notebook
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -26,6 +30,29 @@ report: $(VENV)/.installed
 
 dry-run: $(VENV)/.installed
 	snakemake --profile $(PROFILE) -n $(SNAKEMAKE_ARGS)
+
+# The job DAG and the rule graph of `make run`'s workflow, from a dry run, as SVG
+# (graphviz's dot, installed with apt where missing).
+dag: $(VENV)/.installed
+	bash scripts/need.sh dot graphviz
+	mkdir -p $(DAG_DIR)
+	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS) --dag > $(DAG_DIR)/dag.dot
+	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS) --rulegraph > $(DAG_DIR)/rules.dot
+	dot -Tsvg $(DAG_DIR)/dag.dot -o $(DAG_DIR)/dag.svg
+	dot -Tsvg $(DAG_DIR)/rules.dot -o $(DAG_DIR)/rules.svg
+	@echo "$(DAG_DIR)/dag.svg $(DAG_DIR)/rules.svg"
+
+# Watching experiments, on this machine only (127.0.0.1; from a laptop:
+# ssh -L 6006:127.0.0.1:6006 -L 8888:127.0.0.1:8888 login-node).
+tensorboard: $(VENV)/.installed
+	tensorboard --logdir $(RESULTS)/runs --host 127.0.0.1 --port $(TENSORBOARD_PORT)
+
+# Jupyter (installed on demand, pinned by constraints.txt) with notebooks/results.ipynb
+# on $(RESULTS)/scores.csv; it prints the address with its token.
+notebook: $(VENV)/.installed
+	python -c "import notebook" 2>/dev/null || python -m pip install -q -c constraints.txt notebook
+	MUSICSEP_SCORES=$(abspath $(RESULTS))/scores.csv jupyter notebook notebooks/results.ipynb \
+		--ip 127.0.0.1 --port $(NOTEBOOK_PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf results .snakemake
