@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("tasks", int, "tasks in all, split evenly over the nodes (default one per node)"),
             ("nodes", int, "nodes (default 1)"),
             ("slurm_account", str, "account to charge (sbatch --account)"),
-            ("slurm_extra", str, "more sbatch options, e.g. '--qos=high --constraint=ib'")]:
+            ("slurm_extra", str, "more sbatch options, e.g. '--qos=high --constraint=ib' "
+                                  "(one alone as --slurm-extra=--qos=high)")]:
         p.add_argument("--" + option.replace("_", "-"), *(["--" + option] if "_" in option else []),
                        dest=option, type=type_, default=60 if option == "runtime" else None, help=help_)
     p.add_argument("subcommand", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
