@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
@@ -19,9 +20,23 @@ try:
     config.update(load_config(config, workflow.basedir))
     PLAN = plan(config)
     SPECS = experiment_specs(config)
-    check_container(config["container"], DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method)
+    # checked now, reported as an error when jobs are about to run (onstart),
+    # so that a dry run works before the image is built
+    CONTAINER_PROBLEM = check_container(
+        config["container"], DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method,
+        strict=False,
+    )
 except MusicsepError as err:
     raise WorkflowError(str(err))
+
+if CONTAINER_PROBLEM:
+    print(f"warning: {CONTAINER_PROBLEM}", file=sys.stderr)
+
+
+onstart:
+    if CONTAINER_PROBLEM:
+        raise WorkflowError(CONTAINER_PROBLEM)
+
 
 use_this_python(workflow.basedir)
 

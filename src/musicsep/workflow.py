@@ -68,18 +68,24 @@ def plan(config: dict) -> Plan:
 IMAGE_SCHEMES = ("docker://", "docker-daemon://", "oras://", "library://", "shub://", "http://", "https://")
 
 
-def check_container(image: str | None, apptainer: bool) -> None:
+def check_container(image: str | None, apptainer: bool, strict: bool = True) -> str | None:
     """Under ``--sdm apptainer``, the config key ``container`` must name an
     image: an address Apptainer pulls (``docker://``, ``oras://``, ...) or a
-    .sif file that exists. Without apptainer the key is not used."""
+    .sif file that exists. Without apptainer the key is not used. Raises
+    MusicsepError, or with ``strict=False`` returns the problem (None if
+    none), for the workflow to warn at parse time and stop at onstart."""
     if not apptainer:
-        return
+        return None
     build = "build it with `apptainer build musicsep.sif containers/musicsep.def` (see the README)"
+    problem = None
     if image is None:
-        raise MusicsepError(f"--sdm apptainer needs an image, but config key container is null; {build}")
-    if not image.startswith(IMAGE_SCHEMES) and not Path(image).is_file():
-        raise MusicsepError(f"config key container: image file {image} not found "
-                            f"(relative to {Path.cwd()}); {build}, or give a docker:// or oras:// address")
+        problem = f"--sdm apptainer needs an image, but config key container is null; {build}"
+    elif not image.startswith(IMAGE_SCHEMES) and not Path(image).is_file():
+        problem = (f"config key container: image file {image} not found (relative to {Path.cwd()}); "
+                   f"{build}, or give a docker:// or oras:// address")
+    if problem and strict:
+        raise MusicsepError(problem)
+    return problem
 
 
 def use_this_python(basedir: str | Path) -> None:
