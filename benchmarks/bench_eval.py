@@ -175,10 +175,10 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
     print(f"blstm_mask: n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, {LAYERS} x BLSTM {HIDDEN}, "
           f"{sum(p.numel() for p in model.parameters()):,d} parameters; Separator(chunk_seconds="
           f"{separator.chunk_seconds:g}, context_seconds={separator.context_seconds:g}, "
-          f"wiener={separator.wiener})")
+          f"batch_chunks={separator.batch_chunks}, wiener={separator.wiener})")
     print(f"frames: {frames} per channel = {n_chunks} chunk(s) of {chunk} (+ {context} context frames "
           f"each side); the Separator's model sees {fed} frames per channel (+{100 * (fed / frames - 1):.1f}% "
-          f"context), chunk after chunk, batch = {channels} channels")
+          f"context), {separator.batch_chunks} chunk(s) x {channels} channels a model call")
     print(f"bare batched chunks: input {tuple(x_batched.shape)} (last chunk zero-padded by "
           f"{n_chunks * chunk - frames} frames); bare one sequence: input {tuple(x_long.shape)}")
 
@@ -246,33 +246,35 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
         acc = _OverlapAdd(framing, (len(SOURCES), channels))
         chunks = framing.chunks(*separator.chunk_frames())
         tick("setup (framing, output buffers)")
-        for f0, f1, c0, c1 in chunks:
-            spec = framing.stft(lambda a, b: mixture[:, a:b], c0, c1)
+        batches = [chunks[i:i + separator.batch_chunks] for i in range(0, len(chunks), separator.batch_chunks)]
+        for batch_chunks in batches:
+            specs = torch.stack([framing.stft(lambda a, b: mixture[:, a:b], c0, c1) for _, _, c0, c1 in batch_chunks])
             tick("STFT (reflect-pad read, torch.stft)")
-            mag = spec.abs()
+            mag = specs.flatten(0, 1).abs()
             tick("|X|")
             x = features.inputs(mag)
             tick("features.inputs (log, whiten, mel projection)")
             hidden = model.blstm(x)
-            tick("LSTM (batch = channels, with context)")
+            tick("LSTM (batch = chunks x channels, with context)")
             batch, frames = mag.shape[0], mag.shape[-1]
             mel = torch.sigmoid(model.head(hidden)).view(batch, frames, model.n_sources, -1)
             tick("head + sigmoid")
-            masks = features.to_linear(mel.permute(0, 2, 3, 1)).float()
+            masks = features.to_linear(mel.permute(0, 2, 3, 1)).float().unflatten(0, specs.shape[:2])
             tick("to_linear (mel -> linear pinv matmul, clamp)")
-            estimates = masks.transpose(0, 1) * spec
-            tick("mask * X (complex, all frames incl. context)")
-            kept = estimates[..., f0 - c0:f1 - c0]
-            tick("drop context (a view)")
-            frames_t = torch.fft.irfft(kept.transpose(-1, -2), n=framing.n_fft, dim=-1)
-            tick("irfft")
-            frames_t = (frames_t * framing.window).cpu()
-            tick("window multiply")
-            s0, s1 = framing.samples(f0, f1)
-            _overlap_add(torch.from_numpy(acc.out)[..., s0:s1], frames_t, framing.hop)
-            tick("overlap-add into the output (strided adds)")
-            framing.envelope_into(torch.from_numpy(acc.env)[s0:s1], f0, f1)
-            tick("window envelope per chunk")
+            for (f0, f1, c0, _), mask, spec in zip(batch_chunks, masks, specs):
+                estimates = mask.transpose(0, 1) * spec
+                tick("mask * X (complex, all frames incl. context)")
+                kept = estimates[..., f0 - c0:f1 - c0]
+                tick("drop context (a view)")
+                frames_t = torch.fft.irfft(kept.transpose(-1, -2), n=framing.n_fft, dim=-1)
+                tick("irfft")
+                frames_t = (frames_t * framing.window).cpu()
+                tick("window multiply")
+                s0, s1 = framing.samples(f0, f1)
+                _overlap_add(torch.from_numpy(acc.out)[..., s0:s1], frames_t, framing.hop)
+                tick("overlap-add into the output (strided adds)")
+                framing.envelope_into(torch.from_numpy(acc.env)[s0:s1], f0, f1)
+                tick("window envelope per chunk")
         result = acc.result()
         tick("normalise (zeros_like + divide where)")
         out = _as_targets(result)
@@ -298,7 +300,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
     diff = max(float(np.abs(out[k] - reference[k]).max()) for k in reference)
     seconds = mixture.shape[-1] / RATE
     total = sum(best.values())
-    in_lstm = best.get("LSTM (batch = channels, with context)", 0.0)
+    in_lstm = best.get("LSTM (batch = chunks x channels, with context)", 0.0)
     print(f"\n== profile: Separator.separate of the {seconds:g} s track, stage by stage, fastest of {runs} runs "
           f"per stage (a replica of its code; max |difference| from the Separator's output: {diff / peak:.1e} "
           f"of the peak{'' if diff == 0 else ' -- the replica no longer matches separate.py'})")
@@ -308,7 +310,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
     print(f"{'sum of the stages':50} {total:7.3f} {100.0:5.1f}% {1000 * total / seconds:18.1f}")
     print(f"whole runs, s: {' '.join(f'{t:.2f}' for t in totals)}")
     print(f"outside the LSTM: {total - in_lstm:.3f} s ({100 * (total - in_lstm) / total:.0f}%); the LSTM as the "
-          f"Separator runs it (chunk after chunk, batch 2, with context): {in_lstm:.3f} s; the bare stack on the "
+          f"Separator runs it ({separator.batch_chunks} chunks x channels a call, with context): {in_lstm:.3f} s; the bare stack on the "
           f"same frames (fastest of {runs}): batched chunks {min(bare['batched chunks']):.3f} s, one sequence "
           f"{min(bare['one sequence']):.3f} s")
     note("profile: share of separation outside the LSTM, %", 100 * (total - in_lstm) / total, ".0f")

@@ -148,10 +148,34 @@ def test_chunked_separation_matches_whole_track():
     def worst(out):
         return max(np.abs(out[k] - whole[k]).max() for k in TARGETS) / peak
 
-    chunked = Separator(model, chunk_seconds=1.0, context_seconds=1.0)
+    chunked = Separator(model, chunk_seconds=1.0, context_seconds=1.0, batch_chunks=1)
     assert chunked.n_chunks(x.shape[-1]) == 8
-    assert worst(chunked.separate(x)) < 1e-2
-    assert worst(Separator(model, chunk_seconds=1.0, context_seconds=0.0).separate(x)) > worst(chunked.separate(x))
+    one_by_one = chunked.separate(x)
+    assert worst(one_by_one) < 1e-2
+    assert worst(Separator(model, chunk_seconds=1.0, context_seconds=0.0).separate(x)) > worst(one_by_one)
+    # chunks stacked into model calls (3 + 3 + 2 of the 8) give the chunk-by-chunk result
+    batched = Separator(model, chunk_seconds=1.0, context_seconds=1.0, batch_chunks=3).separate(x)
+    for k in TARGETS:
+        np.testing.assert_allclose(batched[k], one_by_one[k], atol=1e-6 * peak)
+
+
+def test_chunk_windows_have_one_length_and_cover_their_chunk():
+    """Every window is chunk + 2 * context frames (shifted inwards at the
+    ends), so chunks stack into one batch; the chunks tile the track."""
+    framing = _Framing(44100 * 7, 2048, 512, torch.hann_window(2048))
+    for chunk, context in [(50, 10), (100, 0), (200, 300), (1000, 5)]:
+        chunks = framing.chunks(chunk, context)
+        assert [c1 - c0 for *_, c0, c1 in chunks] == [min(framing.frames, chunk + 2 * context)] * len(chunks)
+        assert chunks[0][0] == 0 and chunks[-1][1] == framing.frames
+        assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+        for f0, f1, c0, c1 in chunks:
+            assert 0 <= c0 <= f0 < f1 <= c1 <= framing.frames
+            assert f0 - c0 >= min(context, f0) and c1 - f1 >= min(context, framing.frames - f1)
+
+
+def test_separator_rejects_a_bad_batch():
+    with pytest.raises(MusicsepError, match="batch_chunks must be a positive integer"):
+        Separator(tiny(), batch_chunks=0)
 
 
 @pytest.mark.parametrize("name,kw", [("conditional_centroids", {"em_iterations": 1}),

@@ -117,12 +117,17 @@ class _Framing:
 
     def chunks(self, chunk_frames: int, context_frames: int = 0) -> list[tuple[int, int, int, int]]:
         """``(f0, f1, c0, c1)``: output frames ``[f0, f1)`` computed from the
-        frames ``[c0, c1)`` around them. One chunk when the track fits."""
-        if self.frames <= chunk_frames:
-            return [(0, self.frames, 0, self.frames)]
-        return [(f0, min(f0 + chunk_frames, self.frames), max(0, f0 - context_frames),
-                 min(self.frames, f0 + chunk_frames + context_frames))
-                for f0 in range(0, self.frames, chunk_frames)]
+        frames ``[c0, c1)`` around them. Every window ``[c0, c1)`` has the same
+        length, ``chunk_frames + 2 * context_frames`` (or the whole track when
+        it is shorter): at the track's ends it is shifted inwards, so the edge
+        chunks get more context on their inner side, and chunks can be stacked
+        into one batch."""
+        window = min(self.frames, chunk_frames + 2 * context_frames)
+        out = []
+        for f0 in range(0, self.frames, chunk_frames):
+            c0 = min(max(0, f0 - context_frames), self.frames - window)
+            out.append((f0, min(f0 + chunk_frames, self.frames), c0, c0 + window))
+        return out
 
 
 def _overlap_add(out: torch.Tensor, frames: torch.Tensor, hop: int) -> None:
@@ -279,27 +284,32 @@ def _check_audio(mixture, what: str = "mixture") -> np.ndarray:
 class Separator:
     """A mask model with its STFT and post-filter: mixture in, sources out.
 
-    ``chunk_seconds``: output frames computed per model call (bounds memory);
+    ``chunk_seconds``: output frames per chunk (bounds memory);
     ``context_seconds``: extra frames on each side fed to the model and
-    discarded from its output; ``wiener``: refine the masked estimates with
+    discarded from its output; ``batch_chunks``: chunks stacked into one
+    model call (a BLSTM runs several times faster per frame on a batch of
+    sequences than on one or two; memory grows with it); ``wiener``: refine the masked estimates with
     one multichannel Wiener iteration (:func:`wiener`; on each chunk with its
     context, the spatial covariances estimated over those frames, as
     open-unmix does per window); ``device``: where the model runs.
     """
 
     def __init__(self, model, *, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
-                 wiener: bool = False, device: str | torch.device = "cpu"):
+                 batch_chunks: int = 4, wiener: bool = False, device: str | torch.device = "cpu"):
         features = getattr(model, "features", None)
         if features is None or not callable(getattr(model, "masks", None)):
             raise MusicsepError(f"cannot separate with a {type(model).__name__}: not a mask model")
         if not chunk_seconds > 0 or not context_seconds >= 0:
             raise MusicsepError(f"chunk_seconds must be positive and context_seconds at least 0 "
                                 f"(got {chunk_seconds}, {context_seconds})")
+        if not (isinstance(batch_chunks, int) and batch_chunks >= 1):
+            raise MusicsepError(f"batch_chunks must be a positive integer (got {batch_chunks!r})")
         if not (isinstance(features.sample_rate, int) and features.sample_rate > 0):
             raise MusicsepError(f"the model's sample rate {features.sample_rate!r} is not a positive integer")
         self.device = torch.device(device)
         self.model = model.float().to(self.device).eval()
         self.chunk_seconds, self.context_seconds, self.wiener = chunk_seconds, context_seconds, wiener
+        self.batch_chunks = batch_chunks
         self.name = getattr(model, "name", type(model).__name__)
 
     @classmethod
@@ -354,14 +364,16 @@ class Separator:
         def read(a, b):
             return mixture[:, a:b]
 
-        for i in _progress(len(chunks), desc, progress):
-            f0, f1, c0, c1 = chunks[i]
-            spec = framing.stft(read, c0, c1)                              # (channels, freq, frames)
-            masks = self.model.masks(spec.abs()).float()                   # (channels, sources, freq, frames)
-            estimates = masks.transpose(0, 1) * spec                       # (sources, channels, freq, frames)
-            if self.wiener:
-                estimates = wiener(estimates, spec)
-            acc.add(estimates[..., f0 - c0:f1 - c0], f0, f1)
+        batches = [chunks[i:i + self.batch_chunks] for i in range(0, len(chunks), self.batch_chunks)]
+        for i in _progress(len(batches), desc, progress):
+            specs = torch.stack([framing.stft(read, c0, c1) for _, _, c0, c1 in batches[i]])
+            # (chunks, channels, freq, frames) -> one model call on (chunks * channels, freq, frames)
+            masks = self.model.masks(specs.flatten(0, 1).abs()).float().unflatten(0, specs.shape[:2])
+            for (f0, f1, c0, _), mask, spec in zip(batches[i], masks, specs):
+                estimates = mask.transpose(0, 1) * spec                   # (sources, channels, freq, frames)
+                if self.wiener:
+                    estimates = wiener(estimates, spec)
+                acc.add(estimates[..., f0 - c0:f1 - c0], f0, f1)
         return _as_targets(acc.result())
 
 
@@ -511,7 +523,7 @@ def _default_device() -> str:
 
 def separate_file(input_path: str | Path, model_path: str | Path | Separator, out_dir: str | Path, *,
                   wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
-                  progress: bool = True, device: str | None = None) -> dict[str, Path]:
+                  batch_chunks: int = 4, progress: bool = True, device: str | None = None) -> dict[str, Path]:
     """Separate any audio file ffmpeg reads into ``{out_dir}/{target}.wav``.
 
     The file is decoded once at its own rate as stereo (mono duplicated, more
@@ -526,7 +538,7 @@ def separate_file(input_path: str | Path, model_path: str | Path | Separator, ou
     if not input_path.is_file():
         raise MusicsepError(f"{input_path}: no such input file")
     separator = _separator(model_path, chunk_seconds=chunk_seconds, context_seconds=context_seconds,
-                           wiener=wiener, device=device or _default_device())
+                           batch_chunks=batch_chunks, wiener=wiener, device=device or _default_device())
     try:
         streams = probe(input_path)
         if not streams:
@@ -572,12 +584,12 @@ def _open_shard(path: str | Path):
 
 def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Path, *,
                    wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
-                   progress: bool = True, device: str | None = None) -> dict[str, Path]:
+                   batch_chunks: int = 4, progress: bool = True, device: str | None = None) -> dict[str, Path]:
     """The workflow's separation job: the mixture (row 0) of a shard, separated
     by a model (a model file, a model, or a :class:`Separator`) into
     ``{out_dir}/{target}.wav`` at the shard's rate (which must be the model's)."""
     separator = _separator(model_or_separator, chunk_seconds=chunk_seconds, context_seconds=context_seconds,
-                           wiener=wiener, device=device or _default_device())
+                           batch_chunks=batch_chunks, wiener=wiener, device=device or _default_device())
     with _open_shard(shard_path) as h5:
         rate, name = int(h5.attrs["sample_rate"]), str(h5.attrs.get("name", Path(shard_path).stem))
         if rate != separator.sample_rate:
