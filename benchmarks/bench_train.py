@@ -3,9 +3,10 @@
 1. Training throughput: excerpts/s of one full training step of each model
    (``blstm_mask`` with the l1 loss, ``conditional_centroids`` with l1_dc,
    ``deep_clustering`` with dc): exactly what the trainer does per batch,
-   ``compute_loss`` (STFTs, features, model, loss) under the trainer's autocast,
-   ``zero_grad``, ``backward``, ``clip_grad_norm_`` and the Adam step, on a fixed
-   batch of random sources ``(batch, 4, 2, samples)``. The baseline is a bare
+   ``compute_loss`` (STFTs, features, model, loss) under the trainer's autocast
+   and ``optimizer_step`` (``zero_grad``, ``backward``, gradient-norm clipping
+   and the Adam step), the trainer's own functions, on a fixed batch of random
+   sources ``(batch, 4, 2, samples)``. The baseline is a bare
    ``nn.LSTM`` stack of the same shape (input n_mels, hidden H, L layers,
    bidirectional, dropout 0.3) doing forward + backward (sum of the output as the
    loss) on a tensor of the model's LSTM input shape ``(batch * channels, frames,
@@ -56,7 +57,7 @@ from torch.utils.data import DataLoader
 
 from musicsep.data import ExcerptDataset
 from musicsep.models import build_model
-from musicsep.train import RankBatches, compute_loss, make_optimizer
+from musicsep.train import RankBatches, compute_loss, make_optimizer, optimizer_step
 
 RATE, N_FFT, HOP, N_MELS, LOG_EPS, DROPOUT, CLIP = 44100, 2048, 512, 300, 1e-6, 0.3, 100.0
 # model -> (loss, extra model_args), as the experiments of config/config.yaml
@@ -102,10 +103,7 @@ def training_step(name: str, hidden: int, layers: int, sources: torch.Tensor, de
     def step() -> None:
         with amp():
             loss, _ = compute_loss(model, loss_name, sources, dc_weight=1.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        optimizer.step()
+        optimizer_step(model, optimizer, loss, CLIP)
 
     return step, model
 

@@ -13,7 +13,8 @@ import torch
 
 from musicsep import SOURCES, MusicsepError
 from musicsep.features import Features, mel_filterbank
-from musicsep.losses import affinity_loss, affinity_loss_naive, dc_targets, l1_mask_loss
+from musicsep.losses import (affinity_loss, affinity_loss_naive, dc_targets, l1_mask_loss, l1_mel_mask_loss,
+                             si_sdr)
 from musicsep.models import COVARIANCES, ConditionalCentroids, build_model, load_model
 
 SR, N_FFT, HOP, N_MELS = 8000, 256, 64, 16
@@ -390,6 +391,92 @@ def test_mel_pseudo_inverse():
     # values far outside [0, 1] are clamped to the bounds
     wild = feats.to_linear(torch.randn(2, N_MELS, 5, generator=g) * 100)
     assert wild.min() == 0 and wild.max() == 1
+
+
+# 6b. the training loss on mel masks is the L1 loss of their full-resolution masks --------------
+
+def frames_major(x: torch.Tensor) -> torch.Tensor:
+    """The same values as ``x`` (..., a, b), laid out as (..., b, a) in memory (as torch.stft's output)."""
+    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["frames_major", "contiguous"])
+def test_l1_mel_mask_loss_matches_autograd(dtype, layout):
+    feats = Features(sample_rate=SR, n_fft=N_FFT, hop=HOP, n_mels=N_MELS).to(dtype)
+    mix = noise_mix(batch=3).to(dtype)
+    src = random_sources(mix)
+    src[0, 1] = 0                                           # a silent source: target 0
+    src[1, 2] = 2 * mix[1]                                  # a source above the mixture: target capped
+    g = torch.Generator().manual_seed(4)
+    # mel masks whose projections fall inside and outside [0, 1] (the clamp matters), exact zeros included
+    mel = (torch.rand(3, K, N_MELS, mix.shape[-1], generator=g, dtype=dtype) * 1.6 - 0.3)
+    mel[2, 3] = 0
+    if layout == "frames_major":
+        mix, src, mel = frames_major(mix), frames_major(src), frames_major(mel)
+    linear = torch.einsum("fm,bkmt->bkft", feats.mel_inverse.weight, mel)
+    assert (linear < 0).any() and (linear > 1).any() and ((linear > 0) & (linear < 1)).any()
+
+    mel_ref = mel.clone().requires_grad_(True)
+    ref = l1_mask_loss(feats.to_linear(mel_ref), mix, src)
+    ref.backward()
+    mel_new = mel.clone().requires_grad_(True)
+    new = l1_mel_mask_loss(mel_new, feats.mel_inverse.weight, mix, src)
+    (3 * new).backward()                                    # the incoming gradient scales it
+    tol = dict(rtol=1e-5, atol=1e-8) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-15)
+    assert new.dtype == dtype and new.shape == ()
+    torch.testing.assert_close(new, ref, **tol)
+    assert mel_new.grad.dtype == dtype and mel_new.grad.shape == mel.shape
+    torch.testing.assert_close(mel_new.grad, 3 * mel_ref.grad, **tol)
+    # the clamp is part of it: without it, loss and gradient are others
+    mel_free = mel.clone().requires_grad_(True)
+    free = l1_mask_loss(torch.einsum("fm,bkmt->bkft", feats.mel_inverse.weight, mel_free), mix, src)
+    free.backward()
+    assert not torch.allclose(free, ref, rtol=1e-3) and not torch.allclose(mel_free.grad, mel_ref.grad, rtol=1e-2)
+
+
+@pytest.mark.parametrize("case", [c for c in MODEL_CASES if c[0] != "deep_clustering"], ids=case_id)
+def test_mel_masks_are_the_masks_before_projection(case):
+    name, kw = case
+    model = tiny(name, **kw).eval()
+    mix = noise_mix()
+    with torch.no_grad():
+        out = model(mix)
+        mel = model(mix, full_resolution=False)
+    assert "masks" not in mel and mel["mel_masks"].shape == (mix.shape[0], K, N_MELS, mix.shape[-1])
+    torch.testing.assert_close(model.features.to_linear(mel["mel_masks"]), out["masks"])
+    if "embeddings" in out:
+        assert torch.equal(mel["embeddings"], out["embeddings"])
+
+
+# 6c. the fast validation metric ---------------------------------------------------------------
+
+def np_si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    alpha = estimate @ reference / (reference @ reference)
+    target = alpha * reference
+    return 10 * np.log10((target @ target) / ((estimate - target) @ (estimate - target)))
+
+
+def test_si_sdr():
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(3, 2000, generator=g)
+    noise = torch.randn(3, 2000, generator=g)
+    estimate = reference + noise * torch.tensor([[0.05], [0.3], [1.0]])
+    scores = si_sdr(estimate, reference)
+    assert scores.shape == (3,) and scores.dtype == torch.float64
+    for got, est, ref in zip(scores, estimate.double().numpy(), reference.double().numpy()):
+        assert got.item() == pytest.approx(np_si_sdr(est, ref), abs=1e-9)
+    assert 25 < scores[0] < 27 and scores[0] > scores[1] > scores[2]         # ~ -20 log10(0.05), then worse
+    assert abs(scores[2].item()) < 1                                         # as much noise as signal: ~0 dB
+    assert (si_sdr(reference, reference) > 100).all()                       # the true source
+    # scale invariance: any gain on the estimate scores the same, and so does any gain on the reference
+    torch.testing.assert_close(si_sdr(0.01 * estimate, reference), scores, rtol=0, atol=1e-6)
+    torch.testing.assert_close(si_sdr(-7.0 * estimate, -reference), scores, rtol=0, atol=1e-6)
+    torch.testing.assert_close(si_sdr(estimate, 3.0 * reference), scores, rtol=0, atol=1e-6)
+    # unrelated noise scores low
+    assert (si_sdr(noise, reference) < -20).all()
+    for got, est, ref in zip(si_sdr(noise, reference), noise.double().numpy(), reference.double().numpy()):
+        assert got.item() == pytest.approx(np_si_sdr(est, ref), abs=1e-9)
 
 
 # 7. every model overfits one fixed batch -------------------------------------------------------

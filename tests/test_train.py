@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicsep import MusicsepError
+from musicsep import SOURCES, MusicsepError
 from musicsep.dataset import scan
 from musicsep.features import compute_stats
 from musicsep.models import load_model
@@ -74,6 +74,17 @@ def test_model_file_describes_itself(data, tmp_path, model):
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert metrics[0]["excerpt_seconds"] == pytest.approx(0.1)        # the curriculum's first epoch
     assert metrics[1]["excerpt_seconds"] == pytest.approx(0.5)
+    fast = "valid_si_sdr_fast_not_bss_eval"                # the fast validation metric, labelled as not BSS Eval
+    for m in metrics:
+        per_source = {k.removeprefix(f"{fast}_") for k in m if k.startswith(f"{fast}_")}
+        assert per_source and per_source <= set(SOURCES)
+        assert np.isfinite([m[fast], *(m[f"{fast}_{s}"] for s in per_source)]).all()
+        assert m[fast] == pytest.approx(np.mean([m[f"{fast}_{s}"] for s in per_source]))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"valid/loss", f"valid/{fast.removeprefix('valid_')}"} <= set(events.Tags()["scalars"])
     if model == "deep_clustering":
         assert loaded.class_centroids.abs().sum() > 0
     mix = torch.rand(1, 257, 20)

@@ -111,6 +111,13 @@ class Features(torch.nn.Module):
     ``to_linear``: mel-resolution masks ``(..., n_mels, frames)`` -> full
     resolution ``(..., freq, frames)`` through the frozen pseudo-inverse of the
     filterbank, clamped to [0, 1].
+
+    Memory layout: ``torch.stft`` returns ``(..., freq, frames)`` as a view of
+    frames-major memory ``(..., frames, freq)``; the elementwise operations keep
+    that layout, and so do the models' mel masks (``(..., n_mels, frames)``
+    views of ``(..., frames, n_mels)`` memory). Kept this way, each projection
+    is one matrix product without copies, and elementwise operations between
+    masks, mixture and source magnitudes read all operands in the same order.
     """
 
     def __init__(self, *, sample_rate: int = 44100, n_fft: int = 2048, hop: int = 512,
@@ -158,8 +165,11 @@ class Features(torch.nn.Module):
         return audio.reshape(*shape[:-2], length)
 
     def inputs(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        logmag = log_magnitude(mix_mag.float(), self.log_eps)
-        white = (logmag - self.mean[:, None]) / self.std[:, None]
+        if (mix_mag.requires_grad and torch.is_grad_enabled()) or self.mean.dtype != torch.float32:
+            white = (log_magnitude(mix_mag.float(), self.log_eps) - self.mean[:, None]) / self.std[:, None]
+        else:       # the same operations in place on one new tensor (the usual case: no gradient here)
+            white = torch.add(mix_mag.float(), self.log_eps).log_().sub_(self.mean[:, None]).div_(self.std[:, None])
+        # a magnitude laid out frames-major (as torch.stft's output) makes this one matrix product, no copy
         return self.mel(white.transpose(-1, -2))
 
     def to_mel(self, magnitude: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,11 @@
 
 - :func:`l1_mask_loss`: L1 between the masked mixture magnitude and each
   source's magnitude capped at the mixture's (the target of mask models).
+- :func:`l1_mel_mask_loss`: the same loss of mel-resolution masks taken to full
+  resolution by the (frozen) inverse mel projection and clamped to [0, 1], in
+  one matrix product each way and a few in-place passes (what training uses;
+  equal to ``l1_mask_loss(features.to_linear(mel_masks), ...)``, gradient
+  included, up to float rounding).
 - :func:`affinity_loss`: the deep-clustering loss ‖VVᵀ − YYᵀ‖²_F (Hershey et
   al., ICASSP 2016, arXiv:1508.04306), weighted per bin, in the efficient form
   ‖VᵀV‖² − 2‖VᵀY‖² + ‖YᵀY‖² that never builds the points × points matrix.
@@ -10,6 +15,9 @@
   (Wang, Le Roux, Hershey, "Alternative objective functions for deep
   clustering", ICASSP 2018), zero for bins more than ``threshold_db`` below the
   mixture's maximum.
+- :func:`si_sdr`: scale-invariant SDR in dB, the fast validation metric of
+  training (logged as ``si_sdr_fast_not_bss_eval``). It is not BSS Eval's SDR
+  (museval, :mod:`musicsep.evaluate`) and never enters the published tables.
 """
 
 from __future__ import annotations
@@ -24,6 +32,56 @@ def target_magnitudes(mix_mag: torch.Tensor, src_mag: torch.Tensor) -> torch.Ten
 
 def l1_mask_loss(masks: torch.Tensor, mix_mag: torch.Tensor, src_mag: torch.Tensor) -> torch.Tensor:
     return (masks * mix_mag[:, None] - target_magnitudes(mix_mag, src_mag)).abs().mean()
+
+
+class _MelMaskL1(torch.autograd.Function):
+    """mean |clamp(P⁺ m, 0, 1) ⊙ |X| − T| with its gradient in m, computed in
+    the frames-major layout (see :class:`musicsep.features.Features`).
+
+    Autograd would keep (and allocate) the projected masks, the clamped masks,
+    the masked mixture, the difference and its absolute value, and walk back
+    through as many passes; here the forward pass leaves one tensor, the
+    gradient factor ``sign(d) ⊙ |X|`` where the clamp let the value through
+    (zero elsewhere, and where ``d = 0``: exactly autograd's subgradients), and
+    the backward pass is one matrix product scaled by the incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, mel_masks, inverse, mix_tf, target_tf):
+        # mel_masks (batch, sources, frames, n_mels); inverse (freq, n_mels);
+        # mix_tf (batch, frames, freq); target_tf (batch, sources, frames, freq)
+        lin = torch.matmul(mel_masks, inverse.transpose(0, 1))          # autocast (CUDA) applies here,
+        ctx.gemm_dtype = lin.dtype                                       # as in Features.to_linear
+        ctx.work_dtype = work = torch.promote_types(lin.dtype, torch.float32)
+        lin, mix_tf, target_tf = lin.to(work), mix_tf.to(work), target_tf.to(work)
+        masks = lin.clamp(0, 1)
+        outside = masks.ne(lin)                    # clamped (or NaN): no gradient, as autograd's clamp
+        neg_diff = torch.addcmul(target_tf, masks, mix_tf[:, None], value=-1, out=lin)      # T - M|X|
+        loss = neg_diff.abs().mean()              # (vector_norm(ord=1) would skip a pass, but sums less exactly)
+        factor = neg_diff.sign_().mul_(mix_tf[:, None]).masked_fill_(outside, 0)         # -sign(d)|X|
+        ctx.save_for_backward(factor, inverse)
+        ctx.numel, ctx.mask_dtype = neg_diff.numel(), mel_masks.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        factor, inverse = ctx.saved_tensors
+        dtype = ctx.gemm_dtype
+        grad_mel = torch.matmul(factor.to(dtype), inverse.to(dtype)).to(ctx.work_dtype)
+        grad_mel.mul_(grad * (-1.0 / ctx.numel))
+        return grad_mel.to(ctx.mask_dtype), None, None, None
+
+
+def l1_mel_mask_loss(mel_masks: torch.Tensor, inverse: torch.Tensor, mix_mag: torch.Tensor,
+                     src_mag: torch.Tensor) -> torch.Tensor:
+    """``l1_mask_loss(clamp(inverse @ mel_masks, 0, 1), mix_mag, src_mag)``
+    without materialising the masks: ``mel_masks`` (batch, sources, n_mels,
+    frames), ``inverse`` the inverse mel projection (freq, n_mels) (a constant:
+    no gradient), magnitudes as in :func:`l1_mask_loss`. Fastest when all
+    are views of frames-major memory, as :func:`musicsep.train.magnitudes` and
+    the models make them."""
+    with torch.no_grad():
+        target_tf = target_magnitudes(mix_mag, src_mag).transpose(-1, -2)
+    return _MelMaskL1.apply(mel_masks.transpose(-1, -2), inverse.detach(), mix_mag.transpose(-1, -2), target_tf)
 
 
 def dc_targets(mix_mel: torch.Tensor, src_mel: torch.Tensor, threshold_db: float = 40.0
@@ -61,3 +119,19 @@ def affinity_loss_naive(v: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     w = weights[:, :, None] * weights[:, None, :]
     diff = v @ v.transpose(1, 2) - labels @ labels.transpose(1, 2)
     return ((w * diff.square()).sum((1, 2)) / weights.sum(1).square().clamp_min(1e-8)).mean()
+
+
+def si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Scale-invariant SDR in dB over the last dimension (Le Roux, Wisdom,
+    Erdogan, Hershey, "SDR – half-baked or well done?", ICASSP 2019): the
+    reference scaled by α = ⟨ŝ, s⟩ / ‖s‖² is the target, the rest of the
+    estimate the distortion, 10 log10 ‖αs‖² / ‖αs − ŝ‖²; no mean removal.
+    Computed in float64 with float64's epsilon in numerator and denominator
+    (a perfect estimate scores about 300 dB, a silent reference about 0 dB:
+    callers exclude silent references). A fast training-time proxy, not BSS
+    Eval's SDR."""
+    est, ref = estimate.double(), reference.double()
+    eps = torch.finfo(torch.float64).eps
+    alpha = ((est * ref).sum(-1, keepdim=True) + eps) / (ref.square().sum(-1, keepdim=True) + eps)
+    target = alpha * ref
+    return 10 * torch.log10((target.square().sum(-1) + eps) / ((target - est).square().sum(-1) + eps))

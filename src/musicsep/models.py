@@ -10,7 +10,11 @@ track are folded into the batch):
 - embeddings: ``(batch, frames * n_mels, dim)``, frame-major
 
 ``forward`` returns a dict: ``masks`` (the mask models), ``embeddings`` (the
-embedding models). :meth:`SeparationModel.masks` is what separation calls: for
+embedding models). With ``full_resolution=False`` the mask models return
+``mel_masks`` ``(batch, sources, n_mels, frames)`` instead of ``masks`` (what
+the training loss takes: :func:`musicsep.losses.l1_mel_mask_loss` applies the
+inverse projection itself, without materialising the full-resolution masks);
+``features.to_linear(mel_masks)`` gives ``masks``. :meth:`SeparationModel.masks` is what separation calls: for
 deep clustering it clusters the embeddings.
 
 Models take typed keyword arguments (validated by :func:`build_model`, errors
@@ -79,11 +83,15 @@ class BLSTMMask(SeparationModel):
                          hidden=hidden, layers=layers, dropout=dropout)
         self.head = nn.Linear(2 * hidden, self.n_sources * n_mels)
 
-    def forward(self, mix_mag: torch.Tensor) -> dict:
+    def forward(self, mix_mag: torch.Tensor, full_resolution: bool = True) -> dict:
         batch, _, frames = mix_mag.shape
         hidden = self.blstm(self.features.inputs(mix_mag))                    # (batch, frames, 2h)
         mel_masks = torch.sigmoid(self.head(hidden)).view(batch, frames, self.n_sources, -1)
-        return {"masks": self.features.to_linear(mel_masks.permute(0, 2, 3, 1))}
+        # (batch, sources, n_mels, frames), a view of (batch, sources, frames, n_mels) memory
+        mel_masks = mel_masks.transpose(1, 2).contiguous().transpose(-1, -2)
+        if not full_resolution:
+            return {"mel_masks": mel_masks}
+        return {"masks": self.features.to_linear(mel_masks)}
 
 
 class EmbeddingModel(SeparationModel):
@@ -100,11 +108,17 @@ class EmbeddingModel(SeparationModel):
         v = self.embed(self.blstm(self.features.inputs(mix_mag))).view(batch, -1, self.dim)
         return nn.functional.normalize(v, dim=-1) if self.unit_norm else v
 
+    def _mel_masks(self, posteriors: torch.Tensor, frames: int) -> torch.Tensor:
+        """Posteriors ``(batch, frames * n_mels, sources)`` -> mel masks
+        ``(batch, sources, n_mels, frames)``, a view of (batch, sources,
+        frames, n_mels) memory."""
+        batch = posteriors.shape[0]
+        mel = posteriors.view(batch, frames, -1, self.n_sources).permute(0, 3, 1, 2).contiguous()
+        return mel.transpose(-1, -2)
+
     def _to_masks(self, posteriors: torch.Tensor, frames: int) -> torch.Tensor:
         """Posteriors ``(batch, frames * n_mels, sources)`` -> full-resolution masks."""
-        batch = posteriors.shape[0]
-        mel = posteriors.view(batch, frames, -1, self.n_sources).permute(0, 3, 2, 1)
-        return self.features.to_linear(mel)
+        return self.features.to_linear(self._mel_masks(posteriors, frames))
 
 
 Covariance = typing.Literal["diag", "spherical", "tied_diag", "tied_spherical"]
@@ -185,7 +199,7 @@ class ConditionalCentroids(EmbeddingModel):
         log_prior = torch.log(counts / counts.sum(-1, keepdim=True))
         return means, self._shape_variance(var, counts), log_prior
 
-    def forward(self, mix_mag: torch.Tensor) -> dict:
+    def forward(self, mix_mag: torch.Tensor, full_resolution: bool = True) -> dict:
         frames = mix_mag.shape[-1]
         v = self.embeddings(mix_mag)
         means, var, log_prior = (p.unsqueeze(0) for p in self.initial_parameters())
@@ -193,7 +207,10 @@ class ConditionalCentroids(EmbeddingModel):
         for _ in range(self.em_iterations):
             means, var, log_prior = self.m_step(v, log_post.exp())
             log_post = self.log_posteriors(v, means, var, log_prior)
-        return {"masks": self._to_masks(log_post.exp(), frames), "embeddings": v}
+        mel_masks = self._mel_masks(log_post.exp(), frames)
+        if not full_resolution:
+            return {"mel_masks": mel_masks, "embeddings": v}
+        return {"masks": self.features.to_linear(mel_masks), "embeddings": v}
 
 
 class DeepClustering(EmbeddingModel):
@@ -221,8 +238,8 @@ class DeepClustering(EmbeddingModel):
         self.clustering, self.cluster_iterations = clustering, cluster_iterations
         self.register_buffer("class_centroids", torch.zeros(self.n_sources, dim))
 
-    def forward(self, mix_mag: torch.Tensor) -> dict:
-        return {"embeddings": self.embeddings(mix_mag)}
+    def forward(self, mix_mag: torch.Tensor, full_resolution: bool = True) -> dict:
+        return {"embeddings": self.embeddings(mix_mag)}       # masks come from clustering (:meth:`masks`)
 
     @torch.no_grad()
     def fit_class_centroids(self, embeddings: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> None:
