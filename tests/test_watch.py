@@ -61,7 +61,7 @@ def test_logs_shows_every_log_most_recent_last(log_tree):
 
 def test_logs_follows_until_stopped(log_tree):
     folder, ordered = log_tree
-    proc = subprocess.run(["timeout", "3", "bash", str(LOGS), "-r", "out"], cwd=folder,
+    proc = subprocess.run(["timeout", "8", "bash", str(LOGS), "-r", "out"], cwd=folder,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 124, proc.stderr  # still following when stopped
     assert headers(proc.stdout) == ordered
