@@ -196,6 +196,11 @@ def submit(args: list[str], res: Resources, executor: str = "auto", log_dir: str
         return 0
     try:
         job.result()
+    except KeyboardInterrupt:
+        # a SLURM job goes on; a local one got the terminal's Ctrl-C too
+        goes_on = f"; job {job.job_id} goes on (scancel {job.job_id} stops it)" if ex.cluster == "slurm" else ""
+        print(f"stopped waiting{goes_on}; log: {log}", file=sys.stderr, flush=True)
+        return 130
     except UncompletedJobError as err:
         match = re.search(r"exited with status (-?\d+)", str(err))
         status = int(match[1]) if match else 1
