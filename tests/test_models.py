@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from musicsep import SOURCES, MusicsepError
-from musicsep.features import Features, mel_filterbank
+from musicsep.features import Features, banded_linear, banded_linear_t, mel_filterbank, row_blocks
 from musicsep.losses import (affinity_loss, affinity_loss_naive, dc_targets, l1_mask_loss, l1_mel_mask_loss,
                              si_sdr)
 from musicsep.models import COVARIANCES, ConditionalCentroids, build_model, load_model
@@ -391,6 +391,44 @@ def test_mel_pseudo_inverse():
     # values far outside [0, 1] are clamped to the bounds
     wild = feats.to_linear(torch.randn(2, N_MELS, 5, generator=g) * 100)
     assert wild.min() == 0 and wild.max() == 1
+
+
+@pytest.mark.parametrize("config", [(SR, N_FFT, N_MELS), (44100, 2048, 300)], ids=["tiny", "paper"])
+def test_banded_projections_equal_the_dense_ones(config):
+    sr, n_fft, n_mels = config
+    feats = Features(sample_rate=sr, n_fft=n_fft, n_mels=n_mels)
+    g = torch.Generator().manual_seed(0)
+    for weight in (feats.mel.weight, feats.mel_inverse.weight):          # (out, in)
+        blocks = row_blocks(weight)
+        covered = torch.zeros_like(weight, dtype=torch.bool)
+        for r0, r1, c0, c1, block in blocks:
+            covered[r0:r1, c0:c1] = True
+            assert torch.equal(block, weight[r0:r1, c0:c1])
+        # what the blocks leave out is negligible (the filterbank's rounding residues, the inverse's tails)
+        assert weight[~covered].abs().max() <= 1e-12 * weight.abs().max()
+        if n_mels == 300:
+            assert covered.float().mean() < 0.5                              # and it is the point
+        for shape in ((7, weight.shape[1]), (2, 3, 5, weight.shape[1])):
+            x = torch.randn(*shape, generator=g)
+            torch.testing.assert_close(banded_linear(x, weight), x @ weight.T, rtol=1e-5, atol=1e-5)
+            y = torch.randn(*shape[:-1], weight.shape[0], generator=g)
+            torch.testing.assert_close(banded_linear_t(y, weight), y @ weight, rtol=1e-5, atol=1e-5)
+    # the features use them without autograd, and the dense products with it: the same values
+    mag = noise_mix() if n_mels == N_MELS else torch.rand(2, n_fft // 2 + 1, 9, generator=g)
+    with torch.no_grad():
+        fast = feats.to_mel(mag), feats.inputs(mag), feats.to_linear(feats.to_mel(mag) / mag.max())
+    dense = (torch.einsum("mf,bft->bmt", feats.mel.weight, mag), None,
+             torch.einsum("fm,bmt->bft", feats.mel_inverse.weight, fast[0] / mag.max()).clamp(0, 1))
+    torch.testing.assert_close(fast[0], dense[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast[2], dense[2], rtol=1e-5, atol=1e-6)
+    grad_mag = mag.clone().requires_grad_(True)
+    torch.testing.assert_close(fast[1], feats.inputs(grad_mag), rtol=1e-5, atol=1e-5)
+    # new weights (a loaded checkpoint) are never multiplied by blocks of the old ones
+    with torch.no_grad():
+        feats.mel_inverse.weight.mul_(2)
+    x = torch.randn(3, n_mels, generator=g)
+    torch.testing.assert_close(banded_linear(x, feats.mel_inverse.weight), x @ feats.mel_inverse.weight.T,
+                               rtol=1e-5, atol=1e-5)
 
 
 # 6b. the training loss on mel masks is the L1 loss of their full-resolution masks --------------

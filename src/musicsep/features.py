@@ -9,6 +9,7 @@ Shapes: audio ``(..., samples)``; spectrograms ``(..., freq, frames)`` with
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -99,6 +100,75 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return (mel / sums).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- #
+# Banded products with the (frozen) mel projections, on the CPU
+# --------------------------------------------------------------------------- #
+# The mel filterbank is zero outside each band's few bins, and the entries of
+# its pseudo-inverse fall off exponentially away from the band (below 1e-12 of
+# the largest within ~30 columns of each row). Split into blocks of rows, each
+# with the range of columns that holds its entries above BAND_REL of the
+# largest, a product costs a fifth to a third of the dense one. What is left
+# out contributes less than 300 * 1e-12 of the largest term, far below float32
+# rounding: the results equal the dense products up to that rounding (tested).
+
+BAND_ROWS, BAND_REL = 128, 1e-12
+_BLOCKS: dict[int, tuple] = {}
+
+
+def row_blocks(weight: torch.Tensor, rows: int = BAND_ROWS, rel: float = BAND_REL) -> list[tuple]:
+    """``(r0, r1, c0, c1, weight[r0:r1, c0:c1])`` for blocks of ``rows`` rows
+    of ``weight`` (out, in): every entry of the block's rows above ``rel`` times
+    the largest lies in columns [c0, c1). Cached per tensor (and its version,
+    storage, dtype and device)."""
+    key = (weight._version, weight.data_ptr(), weight.dtype, weight.device, rows, rel)
+    cached = _BLOCKS.get(id(weight))
+    if cached is not None and cached[0]() is weight and cached[1] == key:
+        return cached[2]
+    w = weight.detach()
+    big = w.abs() > rel * w.abs().max()
+    blocks = []
+    for r0 in range(0, w.shape[0], rows):
+        r1 = min(r0 + rows, w.shape[0])
+        cols = big[r0:r1].any(0).nonzero().flatten().tolist()
+        c0, c1 = (cols[0], cols[-1] + 1) if cols else (0, 0)
+        blocks.append((r0, r1, c0, c1, w[r0:r1, c0:c1].contiguous()))
+    for k in [k for k, v in _BLOCKS.items() if v[0]() is None]:     # forget freed tensors
+        del _BLOCKS[k]
+    _BLOCKS[id(weight)] = (weakref.ref(weight), key, blocks)
+    return blocks
+
+
+def banded(x: torch.Tensor) -> bool:
+    """Whether products with ``x`` take the banded path: on the CPU, without
+    autograd (the banded products write into slices)."""
+    return x.device.type == "cpu" and not (x.requires_grad and torch.is_grad_enabled())
+
+
+def banded_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T`` for ``x`` (..., in) and ``weight`` (out, in), by
+    :func:`row_blocks`."""
+    flat = x.reshape(-1, x.shape[-1])
+    blocks = row_blocks(weight)
+    empty = any(c1 == c0 for *_, c0, c1, _ in blocks)
+    out = (torch.zeros if empty else torch.empty)(flat.shape[0], weight.shape[0], dtype=flat.dtype,
+                                                 device=flat.device)
+    for r0, r1, c0, c1, block in blocks:
+        if c1 > c0:
+            torch.mm(flat[:, c0:c1], block.T.to(flat.dtype), out=out[:, r0:r1])
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def banded_linear_t(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``y @ weight`` for ``y`` (..., out) and ``weight`` (out, in): the
+    transposed product (the gradient of :func:`banded_linear`)."""
+    flat = y.reshape(-1, y.shape[-1])
+    out = torch.zeros(flat.shape[0], weight.shape[1], dtype=flat.dtype, device=flat.device)
+    for r0, r1, c0, c1, block in row_blocks(weight):
+        if c1 > c0:
+            out[:, c0:c1].addmm_(flat[:, r0:r1], block.to(flat.dtype))
+    return out.view(*y.shape[:-1], weight.shape[1])
+
+
 class Features(torch.nn.Module):
     """The feature pipeline of every model, on the device.
 
@@ -169,11 +239,18 @@ class Features(torch.nn.Module):
             white = (log_magnitude(mix_mag.float(), self.log_eps) - self.mean[:, None]) / self.std[:, None]
         else:       # the same operations in place on one new tensor (the usual case: no gradient here)
             white = torch.add(mix_mag.float(), self.log_eps).log_().sub_(self.mean[:, None]).div_(self.std[:, None])
-        # a magnitude laid out frames-major (as torch.stft's output) makes this one matrix product, no copy
-        return self.mel(white.transpose(-1, -2))
+        # a magnitude laid out frames-major (as torch.stft's output) makes this a product without copies
+        return self._project(white.transpose(-1, -2), self.mel)
 
     def to_mel(self, magnitude: torch.Tensor) -> torch.Tensor:
-        return self.mel(magnitude.transpose(-1, -2)).transpose(-1, -2)
+        return self._project(magnitude.transpose(-1, -2), self.mel).transpose(-1, -2)
 
     def to_linear(self, mel_masks: torch.Tensor) -> torch.Tensor:
-        return self.mel_inverse(mel_masks.transpose(-1, -2)).transpose(-1, -2).clamp(0, 1)
+        return self._project(mel_masks.transpose(-1, -2), self.mel_inverse).transpose(-1, -2).clamp(0, 1)
+
+    @staticmethod
+    def _project(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+        """``layer(x)``; banded (:func:`banded_linear`) on the CPU without autograd."""
+        if banded(x) and x.dtype == layer.weight.dtype:
+            return banded_linear(x, layer.weight)
+        return layer(x)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from musicsep.features import banded_linear, banded_linear_t
+
 
 def target_magnitudes(mix_mag: torch.Tensor, src_mag: torch.Tensor) -> torch.Tensor:
     """Each source's magnitude capped at the mixture's: ``(batch, sources, freq, frames)``."""
@@ -41,32 +43,42 @@ class _MelMaskL1(torch.autograd.Function):
     Autograd would keep (and allocate) the projected masks, the clamped masks,
     the masked mixture, the difference and its absolute value, and walk back
     through as many passes; here the forward pass leaves one tensor, the
-    gradient factor ``sign(d) ⊙ |X|`` where the clamp let the value through
-    (zero elsewhere, and where ``d = 0``: exactly autograd's subgradients), and
+    gradient factor ``−sign(d) ⊙ |X|`` where the clamp let the value through
+    (zero elsewhere, and where ``d = 0``: autograd's subgradients), and
     the backward pass is one matrix product scaled by the incoming gradient."""
 
     @staticmethod
     def forward(ctx, mel_masks, inverse, mix_tf, target_tf):
         # mel_masks (batch, sources, frames, n_mels); inverse (freq, n_mels);
         # mix_tf (batch, frames, freq); target_tf (batch, sources, frames, freq)
-        lin = torch.matmul(mel_masks, inverse.transpose(0, 1))          # autocast (CUDA) applies here,
-        ctx.gemm_dtype = lin.dtype                                       # as in Features.to_linear
+        ctx.cpu = mel_masks.device.type == "cpu" and mel_masks.dtype == inverse.dtype
+        if ctx.cpu:                                                      # as Features.to_linear there
+            lin = banded_linear(mel_masks, inverse)
+        else:                                                            # autocast (CUDA) applies here,
+            lin = torch.matmul(mel_masks, inverse.detach().transpose(0, 1))  # as in Features.to_linear
+        ctx.gemm_dtype = lin.dtype
         ctx.work_dtype = work = torch.promote_types(lin.dtype, torch.float32)
         lin, mix_tf, target_tf = lin.to(work), mix_tf.to(work), target_tf.to(work)
         masks = lin.clamp(0, 1)
-        outside = masks.ne(lin)                    # clamped (or NaN): no gradient, as autograd's clamp
+        inside = masks.eq(lin)                     # not clamped: the gradient passes, as autograd's clamp
         neg_diff = torch.addcmul(target_tf, masks, mix_tf[:, None], value=-1, out=lin)      # T - M|X|
         loss = neg_diff.abs().mean()              # (vector_norm(ord=1) would skip a pass, but sums less exactly)
-        factor = neg_diff.sign_().mul_(mix_tf[:, None]).masked_fill_(outside, 0)         # -sign(d)|X|
-        ctx.save_for_backward(factor, inverse)
+        # -sign(d)|X| where inside, 0 elsewhere (a product with the bool mask: masked_fill_ is 3x slower)
+        factor = neg_diff.sign_().mul_(mix_tf[:, None]).mul_(inside)
+        ctx.save_for_backward(factor)
+        ctx.inverse = inverse                      # the frozen parameter itself (its banded blocks are cached)
         ctx.numel, ctx.mask_dtype = neg_diff.numel(), mel_masks.dtype
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        factor, inverse = ctx.saved_tensors
+        factor, = ctx.saved_tensors
+        inverse = ctx.inverse
         dtype = ctx.gemm_dtype
-        grad_mel = torch.matmul(factor.to(dtype), inverse.to(dtype)).to(ctx.work_dtype)
+        if ctx.cpu:
+            grad_mel = banded_linear_t(factor, inverse).to(ctx.work_dtype)
+        else:
+            grad_mel = torch.matmul(factor.to(dtype), inverse.to(dtype)).to(ctx.work_dtype)
         grad_mel.mul_(grad * (-1.0 / ctx.numel))
         return grad_mel.to(ctx.mask_dtype), None, None, None
 
@@ -81,7 +93,7 @@ def l1_mel_mask_loss(mel_masks: torch.Tensor, inverse: torch.Tensor, mix_mag: to
     the models make them."""
     with torch.no_grad():
         target_tf = target_magnitudes(mix_mag, src_mag).transpose(-1, -2)
-    return _MelMaskL1.apply(mel_masks.transpose(-1, -2), inverse.detach(), mix_mag.transpose(-1, -2), target_tf)
+    return _MelMaskL1.apply(mel_masks.transpose(-1, -2), inverse, mix_mag.transpose(-1, -2), target_tf)
 
 
 def dc_targets(mix_mel: torch.Tensor, src_mel: torch.Tensor, threshold_db: float = 40.0
