@@ -1,5 +1,5 @@
 # Training: one job per experiment, on every device the job is given (the
-# profiles declare GPUs and other resources; the rule names none). Checkpoints
+# profiles declare GPUs, nodes and other resources; the rule names none). Checkpoints
 # live in {results}/runs/{exp}, outside the declared outputs, so a failed or
 # killed job resumes where it stopped.
 
@@ -20,6 +20,11 @@ rule train:
     log:
         f"{RESULTS}/logs/train/{{exp}}.log",
     shell:
-        "python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
+        # In a job of several SLURM tasks (profiles/slurm-multinode) srun starts
+        # one training process per task; each takes its rank from SLURM's
+        # environment. Otherwise one process uses every GPU it sees.
+        "launch=; if [ \"${{SLURM_NTASKS:-1}}\" -gt 1 ]; then launch=\"srun --kill-on-bad-exit=1 "
+        "${{SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}}\"; fi; "
+        "$launch python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
         "--shards {input.shards:q} --stats {input.stats:q} --run-dir {params.run_dir:q} "
         "--out {output.model:q} --metrics {output.metrics:q} 2> {log:q}"
