@@ -35,8 +35,11 @@ minute on 2 idle cores); ``--quick``: hidden 64, 2 layers, 5 repetitions of >= 0
 (under a minute). On CUDA the batch and excerpt default to the trainer's (20 of
 3.2 s). Each timing runs as many steps as fill ``--min-time`` (counted after
 two warm-up steps) and waits for the device. The median of the repetitions is
-the figure; the fastest is printed beside it, as on a shared machine the gap
-between the two is other processes' doing.
+the figure (goals are judged on the ratio of medians); the fastest is printed
+beside it, as on a shared machine the gap between the two is other processes'
+doing, and so is the median of the per-repetition ratios ("paired": the two
+timings of a ratio are seconds apart, so a burst of other work that slows both
+cancels), with the spread of each contender's repetitions.
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ SUMMARY: list[tuple[str, str, str, bool | None]] = []   # (figure, value, goal, 
 
 def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool | None = None) -> None:
     SUMMARY.append((figure, format(value, fmt), goal or "", met))
+
+
+def paired(numerators: list[float], denominators: list[float]) -> float:
+    """The median over repetitions of the ratio of two contenders' timings in the same repetition."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def sync(device: torch.device) -> None:
@@ -255,6 +263,9 @@ def main() -> None:
               f"{batch / median:11.2f} {bare / median:11.2f} {bare_best / best[name]:10.2f}")
     print("per repetition, s: " + "; ".join(f"{name} " + " ".join(f"{x:.3f}" for x in v)
                                             for name, v in times.items()))
+    print("spread (slowest/fastest rep): " + ", ".join(f"{name} {max(v) / min(v):.2f}" for name, v in times.items())
+          + "; 'paired': the median over repetitions of the ratio of the two timings of one repetition "
+            "(taken seconds apart, so a burst of other work that slows both cancels)")
     note("bare LSTM fwd+bwd step s", bare, ".4f")
     note("bare LSTM excerpts/s", batch / bare, ".2f")
     for name in MODELS:
@@ -266,6 +277,7 @@ def main() -> None:
         else:
             note(f"{name} bare/model", ratio, ".2f")
         note(f"{name} bare/model, fastest reps", bare_best / best[name], ".2f")
+        note(f"{name} bare/model, paired", paired(times["bare LSTM"], times[name]), ".2f")
     centroids = t["conditional_centroids"] / t["blstm_mask"]
     dpcl = t["deep_clustering"] / t["blstm_mask"]
     print(f"conditional_centroids step / blstm_mask step: {centroids:.2f} (goal <= 1.3; fastest reps "
@@ -273,6 +285,8 @@ def main() -> None:
           f"{dpcl:.2f} (fastest reps {best['deep_clustering'] / best['blstm_mask']:.2f})")
     note("conditional_centroids/blstm_mask step", centroids, ".2f", "<= 1.3", centroids <= 1.3)
     note("conditional_centroids/blstm_mask, fastest", best["conditional_centroids"] / best["blstm_mask"], ".2f")
+    note("conditional_centroids/blstm_mask, paired",
+         paired(times["conditional_centroids"], times["blstm_mask"]), ".2f")
     note("deep_clustering/blstm_mask step", dpcl, ".2f")
 
     loader = statistics.median(loader_rates)

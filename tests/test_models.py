@@ -109,6 +109,32 @@ def test_log_posteriors_normalised(shared):
     assert log_post.exp().max() > 0.9
 
 
+@pytest.mark.parametrize("spherical", [False, True])
+def test_log_posteriors_of_shared_variances(spherical):
+    """With the same variances for every source, the term they share may be left
+    out: the same posteriors (float64: to 1e-12), and the same gradients."""
+    g = torch.Generator().manual_seed(1)
+    batch, points, dim = 2, 40, 5
+    v = (torch.randn(batch, points, dim, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    means = torch.randn(1, K, dim, generator=g, dtype=torch.float64, requires_grad=True)
+    # tied as the model ties them (one variance vector expanded over the sources): the gradient
+    # reaches it summed over the sources, where the left-out term's parts cancel
+    tied = (torch.rand(1, 1, 1 if spherical else dim, generator=g, dtype=torch.float64) + 0.05).requires_grad_(True)
+    var = tied.expand(1, K, dim)
+    log_prior = torch.log_softmax(torch.randn(1, K, generator=g, dtype=torch.float64), dim=-1)
+    full = ConditionalCentroids.log_posteriors(v, means, var, log_prior)
+    shared = ConditionalCentroids.log_posteriors(v, means, var, log_prior, shared_var=True)
+    torch.testing.assert_close(shared, full, rtol=0, atol=1e-12)
+    w = torch.randn(batch, points, K, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((lp.exp() * w).sum(), (v, means, tied)) for lp in (full, shared)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
+    # unequal variances: the term matters, and leaving it out would be wrong
+    var_unequal = (torch.rand(1, K, dim, generator=g, dtype=torch.float64) + 0.05)
+    assert not torch.allclose(ConditionalCentroids.log_posteriors(v, means, var_unequal, log_prior, shared_var=True),
+                              ConditionalCentroids.log_posteriors(v, means, var_unequal, log_prior), atol=1e-3)
+
+
 @pytest.mark.parametrize("em", [0, 2])
 @pytest.mark.parametrize("cov", COVARIANCES)
 def test_model_mel_posteriors_normalised(cov, em):

@@ -94,6 +94,31 @@ class BLSTMMask(SeparationModel):
         return {"masks": self.features.to_linear(mel_masks)}
 
 
+class _UnitNorm(torch.autograd.Function):
+    """``nn.functional.normalize(v, dim=-1)``, the same values, with a backward
+    pass of three passes over the embeddings, (g − u (g·u)) / ‖v‖ (u the
+    output), where autograd's division by the broadcast norm takes about seven."""
+
+    @staticmethod
+    def forward(ctx, v, eps):
+        norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        denom = norm.clamp_min(eps)
+        u = v / denom
+        ctx.save_for_backward(u, denom, norm >= eps)
+        return u
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, denom, unclamped = ctx.saved_tensors
+        along = (grad * u).sum(-1, keepdim=True).mul_(unclamped)      # no norm gradient where clamped
+        return torch.addcmul(grad, u, along, value=-1).div_(denom), None
+
+
+def unit_norm(v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Unit-length rows along the last dimension, as ``nn.functional.normalize``."""
+    return _UnitNorm.apply(v, eps)
+
+
 class EmbeddingModel(SeparationModel):
     """A BLSTM that maps every mel time-frequency point to a ``dim``-dimensional
     embedding (unit length when ``unit_norm``)."""
@@ -106,7 +131,7 @@ class EmbeddingModel(SeparationModel):
     def embeddings(self, mix_mag: torch.Tensor) -> torch.Tensor:
         batch, _, frames = mix_mag.shape
         v = self.embed(self.blstm(self.features.inputs(mix_mag))).view(batch, -1, self.dim)
-        return nn.functional.normalize(v, dim=-1) if self.unit_norm else v
+        return unit_norm(v) if self.unit_norm else v
 
     def _mel_masks(self, posteriors: torch.Tensor, frames: int) -> torch.Tensor:
         """Posteriors ``(batch, frames * n_mels, sources)`` -> mel masks
@@ -176,14 +201,24 @@ class ConditionalCentroids(EmbeddingModel):
 
     @staticmethod
     def log_posteriors(v: torch.Tensor, means: torch.Tensor, var: torch.Tensor,
-                       log_prior: torch.Tensor) -> torch.Tensor:
+                       log_prior: torch.Tensor, shared_var: bool = False) -> torch.Tensor:
         """E-step in log space: ``v`` (batch, points, dim); ``means``, ``var``
         (batch or 1, sources, dim); ``log_prior`` (batch or 1, sources) ->
         log posteriors (batch, points, sources). The squared distance is
-        expanded into matrix products, never materialising (points, sources, dim)."""
+        expanded into matrix products, never materialising (points, sources, dim).
+        ``shared_var``: the caller knows that every source has the same
+        variances (the tied covariances); then Σ_d v_d²/σ_d², the same for
+        every source, is left out of the squared distances, as the
+        normalisation over sources cancels it exactly (the same posteriors up
+        to float rounding, without a matrix product over the embeddings and its
+        gradient). The gradients are the same too where the variances are tied
+        in the graph (one variance expanded over the sources, as
+        :meth:`_shape_variance` makes them)."""
         precision = 1.0 / var
-        quad = (v.square() @ precision.transpose(-1, -2) - 2 * v @ (means * precision).transpose(-1, -2)
-                + (means.square() * precision).sum(-1)[..., None, :])
+        # 2 v (μ/σ²)ᵀ as v (2μ/σ²)ᵀ: the same numbers (a factor 2 is exact), a pass over v fewer
+        cross = v @ (2 * means * precision).transpose(-1, -2)
+        offset = (means.square() * precision).sum(-1)[..., None, :]
+        quad = offset - cross if shared_var else v.square() @ precision.transpose(-1, -2) - cross + offset
         log_norm = -0.5 * (torch.log(var).sum(-1) + v.shape[-1] * math.log(2 * math.pi))
         joint = log_prior[..., None, :] + log_norm[..., None, :] - 0.5 * quad
         return joint - torch.logsumexp(joint, dim=-1, keepdim=True)
@@ -203,10 +238,11 @@ class ConditionalCentroids(EmbeddingModel):
         frames = mix_mag.shape[-1]
         v = self.embeddings(mix_mag)
         means, var, log_prior = (p.unsqueeze(0) for p in self.initial_parameters())
-        log_post = self.log_posteriors(v, means, var, log_prior)
+        tied = self.covariance.startswith("tied")
+        log_post = self.log_posteriors(v, means, var, log_prior, shared_var=tied)
         for _ in range(self.em_iterations):
             means, var, log_prior = self.m_step(v, log_post.exp())
-            log_post = self.log_posteriors(v, means, var, log_prior)
+            log_post = self.log_posteriors(v, means, var, log_prior, shared_var=tied)
         mel_masks = self._mel_masks(log_post.exp(), frames)
         if not full_resolution:
             return {"mel_masks": mel_masks, "embeddings": v}
