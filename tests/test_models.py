@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from musicsep import SOURCES, MusicsepError
-from musicsep.features import Features, banded_linear, banded_linear_t, mel_filterbank, row_blocks
+from musicsep.features import Features, banded_linear, banded_linear_t, magnitude, mel_filterbank, row_blocks
 from musicsep.losses import (affinity_loss, affinity_loss_naive, dc_targets, l1_mask_loss, l1_mel_mask_loss,
                              si_sdr)
 from musicsep.models import COVARIANCES, ConditionalCentroids, build_model, load_model
@@ -455,6 +455,19 @@ def test_banded_projections_equal_the_dense_ones(config):
     x = torch.randn(3, n_mels, generator=g)
     torch.testing.assert_close(banded_linear(x, feats.mel_inverse.weight), x @ feats.mel_inverse.weight.T,
                                rtol=1e-5, atol=1e-5)
+
+
+def test_magnitude_is_abs():
+    feats = Features(sample_rate=SR, n_fft=N_FFT, hop=HOP, n_mels=N_MELS)
+    g = torch.Generator().manual_seed(0)
+    spec = feats.stft(torch.randn(2, 3, 700, generator=g))                 # a view of frames-major memory
+    spec[0, 0, :, 0] = 0
+    mag = magnitude(spec)
+    assert mag.dtype == torch.float32 and mag.shape == spec.shape and mag.stride() == spec.abs().stride()
+    torch.testing.assert_close(mag, spec.abs(), rtol=2e-7, atol=0)
+    assert (mag[0, 0, :, 0] == 0).all()
+    torch.testing.assert_close(magnitude(spec.to(torch.complex128)), spec.to(torch.complex128).abs(), rtol=1e-15, atol=0)
+    assert torch.equal(magnitude(-spec.real), spec.real.abs())
 
 
 # 6b. the training loss on mel masks is the L1 loss of their full-resolution masks --------------

@@ -32,6 +32,19 @@ def stft(audio: torch.Tensor, n_fft: int = 2048, hop: int = 512, center: bool = 
     return spec.reshape(*shape[:-1], *spec.shape[-2:])
 
 
+def magnitude(spec: torch.Tensor) -> torch.Tensor:
+    """``spec.abs()`` of a complex spectrogram, as sqrt(re² + im²) in three
+    passes over its real view (the same layout): about twice as fast on the
+    CPU as complex ``abs``, which computes a complex result and copies its
+    real part. Equal to ``abs`` up to float rounding (one unit in the last
+    place: ``abs`` computes the same formula with other rounding)."""
+    if not spec.is_complex():
+        return spec.abs()
+    parts = torch.view_as_real(spec)
+    re, im = parts[..., 0], parts[..., 1]
+    return torch.addcmul(re * re, im, im).sqrt_()
+
+
 def log_magnitude(magnitude: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Log compression of a magnitude spectrogram."""
     return torch.log(magnitude + eps)
@@ -111,7 +124,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 # out contributes less than 300 * 1e-12 of the largest term, far below float32
 # rounding: the results equal the dense products up to that rounding (tested).
 
-BAND_ROWS, BAND_REL = 128, 1e-12
+BAND_ROWS, BAND_REL = 64, 1e-12
 _BLOCKS: dict[int, tuple] = {}
 
 
@@ -148,13 +161,12 @@ def banded_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``x @ weight.T`` for ``x`` (..., in) and ``weight`` (out, in), by
     :func:`row_blocks`."""
     flat = x.reshape(-1, x.shape[-1])
-    blocks = row_blocks(weight)
-    empty = any(c1 == c0 for *_, c0, c1, _ in blocks)
-    out = (torch.zeros if empty else torch.empty)(flat.shape[0], weight.shape[0], dtype=flat.dtype,
-                                                 device=flat.device)
-    for r0, r1, c0, c1, block in blocks:
+    out = torch.empty(flat.shape[0], weight.shape[0], dtype=flat.dtype, device=flat.device)
+    for r0, r1, c0, c1, block in row_blocks(weight):
         if c1 > c0:
             torch.mm(flat[:, c0:c1], block.T.to(flat.dtype), out=out[:, r0:r1])
+        else:                       # (the inverse's row of the Nyquist bin, which no mel band covers)
+            out[:, r0:r1].zero_()
     return out.view(*x.shape[:-1], weight.shape[0])
 
 

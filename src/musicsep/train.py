@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 
 from musicsep import SOURCES, MusicsepError, __version__
 from musicsep.data import ExcerptDataset, ValidationSet
+from musicsep.features import magnitude
 from musicsep.io import atomic_path
 from musicsep.losses import affinity_loss, dc_targets, l1_mel_mask_loss, si_sdr
 from musicsep.models import build_model
@@ -215,7 +216,7 @@ def magnitudes(features, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     ``(batch * channels, sources, freq, frames)`` magnitudes of a batch of
     sources ``(batch, sources, channels, samples)`` (see :func:`spectrograms`)."""
     mix_spec, src_spec = spectrograms(features, sources)
-    return mix_spec.abs(), src_spec.abs()
+    return magnitude(mix_spec), magnitude(src_spec)
 
 
 def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float,
@@ -225,7 +226,7 @@ def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float,
     model's outputs (validation uses them)."""
     features = model.module.features if hasattr(model, "module") else model.features
     mix_spec, src_spec = spectrograms(features, sources)
-    mix_mag, src_mag = mix_spec.abs(), src_spec.abs()
+    mix_mag, src_mag = magnitude(mix_spec), magnitude(src_spec)
     out = model(mix_mag, full_resolution=False)
     parts = {}
     if loss_name in ("l1", "l1_dc"):
