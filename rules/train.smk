@@ -3,6 +3,8 @@
 # live in {results}/runs/{exp}, outside the declared outputs, so a failed or
 # killed job resumes where it stopped.
 
+PER_TASK = os.path.join(workflow.basedir, "scripts", "per-task.sh")
+
 
 rule train:
     input:
@@ -20,11 +22,10 @@ rule train:
     log:
         f"{RESULTS}/logs/train/{{exp}}.log",
     shell:
-        # In a job of several SLURM tasks (profiles/slurm-multinode) srun starts
-        # one training process per task; each takes its rank from SLURM's
-        # environment. Otherwise one process uses every GPU it sees.
-        "launch=; if [ \"${{SLURM_NTASKS:-1}}\" -gt 1 ]; then launch=\"srun --kill-on-bad-exit=1 "
-        "${{SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}}\"; fi; "
-        "$launch python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
+        # In the batch shell of a SLURM job of several tasks (profiles/slurm-multinode)
+        # scripts/per-task.sh starts one training process per task with srun; each
+        # takes its rank from SLURM's environment. Otherwise it runs the command as
+        # it is, and one process uses every GPU it sees.
+        "sh {PER_TASK:q} python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
         "--shards {input.shards:q} --stats {input.stats:q} --run-dir {params.run_dir:q} "
         "--out {output.model:q} --metrics {output.metrics:q} 2> {log:q}"
