@@ -12,7 +12,8 @@ temporary folder, and every daemon stopped by its PID.
   ``scontrol show job`` for an hour (``MinJobAge``).
 - Wrappers of the SLURM commands that pass this cluster's config come first
   in ``env()["PATH"]``; jobs inherit that PATH, which matters because the
-  plugin's job step drops ``SLURM_CONF`` before its inner ``srun``.
+  plugin's job step drops ``SLURM_CONF`` before its inner ``srun``. Each call
+  is appended to ``log/commands.log`` (:meth:`LocalSlurm.commands`).
 - :func:`ensure_slurm` installs ``slurm-wlm`` and ``munge`` with apt where
   they are missing (as root), and says why when it cannot.
 
@@ -164,7 +165,8 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
             real = shutil.which(command)
             extra = ' -c' if command == "sacct" else ''
             wrapper = self.bin / command
-            wrapper.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {real}{extra} "$@"\n')
+            wrapper.write_text(f'#!/bin/sh\necho "{command} $*" >> {self.logs}/commands.log\n'
+                               f'SLURM_CONF={self.conf} exec {real}{extra} "$@"\n')
             wrapper.chmod(0o755)
 
     def env(self, base: dict | None = None) -> dict:
@@ -239,6 +241,11 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         """Every job this cluster knows of (running and finished), oldest first."""
         text = self.run("squeue", "-h", "-a", "-t", "all", "-o", "%i").stdout
         return sorted(text.split(), key=int)
+
+    def commands(self) -> list[str]:
+        """Every SLURM command run through the wrappers so far (jobs included)."""
+        path = self.logs / "commands.log"
+        return path.read_text().splitlines() if path.exists() else []
 
     def log_tail(self, lines: int = 30) -> str:
         parts = []

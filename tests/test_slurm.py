@@ -150,11 +150,12 @@ def slurm():
         cluster.stop()
 
 
-def cluster_profile(folder: Path, cpus: int) -> Path:
-    """profiles/slurm for the test cluster: partition debug, small memory, at
-    most the node's CPUs, one CPU per GPU, no container, quick status checks.
-    Everything else (GPU request, runtimes, signal, retries) is the profile's."""
-    settings = {k: v for k, v in load_profile(PROFILE).items() if k not in NO_CONTAINER}
+def cluster_profile(folder: Path, cpus: int, source: Path = PROFILE, **train) -> Path:
+    """A profile (profiles/slurm) for the test cluster: partition debug, small
+    memory, at most the node's CPUs, one CPU per GPU, no container, quick
+    status checks, ``train`` settings replaced. Everything else (GPU request,
+    runtimes, signal, retries) is the profile's."""
+    settings = {k: v for k, v in load_profile(source).items() if k not in NO_CONTAINER}
     settings["default-resources"] = {**settings["default-resources"], "slurm_partition": "'debug'",
                                      "mem_mb": "200 * attempt"}
     rules = {}
@@ -163,6 +164,7 @@ def cluster_profile(folder: Path, cpus: int) -> Path:
         if res.get("cpus_per_task"):
             rules[rule]["cpus_per_task"] = min(res["cpus_per_task"], cpus)
     rules["train"].update(slurm_partition="'debug'", cpus_per_gpu=1, mem_mb="600 * attempt")
+    rules["train"] = {k: v for k, v in {**rules["train"], **train}.items() if v is not None}
     settings["set-resources"] = rules
     settings["slurm-init-seconds-before-status-checks"] = 2
     return write_profile(folder, settings)
@@ -187,6 +189,7 @@ def minutes(text: str) -> float:
 
 
 EPOCHS = 30
+BASELINE = f"baseline: {{training: {{epochs: {EPOCHS}, deterministic: true}}}}"
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +211,7 @@ def slurm_run(slurm, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_run")
     dataset, tracks = scan(make_toy_musdb(workdir / "musdb18-toy.zip", seed=5, train=1, test=1, duration=3.0))
     (test_slug,) = [t.slug for t in tracks if t.subset == "test"]
-    config = [f"dataset={{path: {workdir / 'musdb18-toy.zip'}}}", *TINY[1:],
-              f"experiments={{baseline: {{training: {{epochs: {EPOCHS}, deterministic: true}}}}}}"]
+    config = [f"dataset={{path: {workdir / 'musdb18-toy.zip'}}}", *TINY[1:], f"experiments={{{BASELINE}}}"]
     targets = ["results/models/baseline/model.pt", f"results/scores/oracle_irm1/{test_slug}.json"]
     env = slurm.env()
     env["OMP_NUM_THREADS"] = "1"          # the same single thread in the jobs and in the reference run
@@ -244,7 +246,7 @@ def slurm_run(slurm, tmp_path_factory):
                 proc.wait()
             if reference:
                 reference.wait(timeout=600)
-    return {"dir": workdir, "returncode": proc.returncode, "stderr": (workdir / "snakemake.err").read_text(),
+    return {"dir": workdir, "config": config, "env": env, "returncode": proc.returncode, "stderr": (workdir / "snakemake.err").read_text(),
             "seconds": time.monotonic() - started, "stopped": stopped, "reference": reference,
             "reference_err": (workdir / "reference.log").read_text(), "test_slug": test_slug}
 
@@ -310,6 +312,10 @@ def test_workflow_runs_as_slurm_jobs(slurm, slurm_run):
                 assert job["JobState"] == "COMPLETED", (rule, job)
                 assert "gpu" not in job.get("TresPerJob", "") + job.get("TRES", ""), (rule, job)
                 assert int(job["NumCPUs"]) >= 1 and "mem=200M" in job["TRES"], job
+    # each job ran the rule under the plugin's `srun -n1` inside the job
+    commands = slurm.commands()
+    assert sum(c.startswith("sbatch ") for c in commands) == len(ids)
+    assert sum(c.startswith("srun -n1 ") for c in commands) == len(ids)
     states = dict(line.split("|") for line in slurm.run("sacct", "-X", "-n", "-P", "-o", "JobID,State").stdout.split())
     assert states[jobs["train"][-1][0]] == "COMPLETED"
     assert "GRES=gpu:1(IDX:0)" in slurm_run["stopped"]["details"]      # the running job held GPU 0
@@ -356,3 +362,44 @@ def test_training_stopped_near_its_time_limit_resumes_to_the_same_weights(slurm,
     assert final["state"]["step"] == reference["state"]["step"] and final["state"]["epoch"] == EPOCHS
     for key, value in reference["weights"].items():
         assert torch.equal(value, final["weights"][key]), key
+
+
+def test_training_on_several_slurm_tasks(slurm, slurm_run):
+    """profiles/slurm-multinode's train block on this one node: two tasks on
+    CPU instead of 2 x 4 on GPUs. The plugin runs the rule in the job's batch
+    shell (`mpi`), the rule starts srun, each task takes its rank from SLURM's
+    environment, and the two gloo processes train to the weights of one."""
+    import torch
+
+    assert slurm_run["returncode"] == 0
+    workdir, env = slurm_run["dir"], slurm_run["env"]
+    multi = "multi: {model: blstm_mask, loss: l1, model_args: {hidden: 16, layers: 1, dropout: 0.0}, " \
+            "training: {epochs: 2, deterministic: true}}"
+    config = slurm_run["config"][:-1] + [f"experiments={{{BASELINE}, {multi}}}"]
+    profile = cluster_profile(workdir / "profile-multinode", slurm.cpus, MULTINODE, nodes=1, gres=None,
+                              cpus_per_gpu=None, tasks_per_node=2, cpus_per_task=1)
+    assert load_profile(profile)["set-resources"]["train"]["mpi"] == "'srun'"
+    proc = snakemake(workdir, profile, "results/models/multi/model.pt", config=config, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    (job_id, log), = submitted(proc.stderr)["train"]            # nothing else reran
+    assert set(submitted(proc.stderr)) == {"train"}
+    job = slurm.show_job(job_id)
+    assert job["JobState"] == "COMPLETED" and job["NumTasks"] == "2" and job["NumNodes"] == "1", job
+    # scripts/per-task.sh started the tasks (the plugin's own `srun -n1` would give one task)
+    launched = [c for c in slurm.commands() if c.startswith("srun ") and "runs/multi" in c]
+    assert len(launched) == 1 and launched[0].startswith("srun --ntasks=2 --cpus-per-task=1 --kill-on-bad-exit=1 "
+                                                         "python -m musicsep train"), [c[:150] for c in slurm.commands()]
+
+    data = workdir / "results" / "data"
+    one = subprocess.run([sys.executable, "-m", "musicsep", "train",
+                          "--spec", (workdir / "results" / "runs" / "multi" / "spec.json").read_text(),
+                          "--tracks", str(data / "tracks.tsv"), "--shards", *map(str, data.glob("shards/*.h5")),
+                          "--stats", str(data / "stats.h5"), "--run-dir", str(workdir / "one" / "run"),
+                          "--out", str(workdir / "one" / "model.pt")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    one = torch.load(workdir / "one" / "run" / "latest.pt", weights_only=True)
+    two = torch.load(workdir / "results" / "runs" / "multi" / "latest.pt", weights_only=True)
+    assert two["state"]["step"] == one["state"]["step"] > 0
+    for key, value in one["weights"].items():
+        torch.testing.assert_close(two["weights"][key], value, rtol=1e-4, atol=1e-5, msg=key)
