@@ -3,7 +3,14 @@
 # live in {results}/runs/{exp}, outside the declared outputs, so a failed or
 # killed job resumes where it stopped.
 
-PER_TASK = os.path.join(workflow.basedir, "scripts", "per-task.sh")
+# scripts/per-task.sh (in the shell command below) is found on PATH, in a job too.
+envvars:
+    "PATH",
+
+
+SCRIPTS = os.path.join(workflow.basedir, "scripts")
+if os.environ.get("PATH", "").split(os.pathsep)[0] != SCRIPTS:
+    os.environ["PATH"] = os.pathsep.join([SCRIPTS, os.environ.get("PATH", "")])
 
 
 rule train:
@@ -26,6 +33,6 @@ rule train:
         # scripts/per-task.sh starts one training process per task with srun; each
         # takes its rank from SLURM's environment. Otherwise it runs the command as
         # it is, and one process uses every GPU it sees.
-        "sh {PER_TASK:q} python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
+        "per-task.sh python -m musicsep train --spec {params.spec:q} --tracks {input.tracks:q} "
         "--shards {input.shards:q} --stats {input.stats:q} --run-dir {params.run_dir:q} "
         "--out {output.model:q} --metrics {output.metrics:q} 2> {log:q}"
