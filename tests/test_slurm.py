@@ -26,9 +26,8 @@ PROFILE = ROOT / "profiles" / "slurm"
 MULTINODE = ROOT / "profiles" / "slurm-multinode"
 NO_CONTAINER = ("software-deployment-method", "apptainer-args")   # no apptainer on a test machine
 
-# The tiny toy of test_workflow's end-to-end run, with one oracle.
-TINY = ["dataset={toy: {train_tracks: 2, test_tracks: 1, duration: 3.0, seed: 5}}",
-        "loader={samples_per_epoch: 8, excerpt_seconds: 1.0, valid_excerpts_per_track: 2}",
+# The tiny settings of test_workflow's end-to-end run (its toy: seed 5, 3 s tracks), with one oracle.
+TINY = ["loader={samples_per_epoch: 8, excerpt_seconds: 1.0, valid_excerpts_per_track: 2}",
         "training={epochs: 2, batch_size: 4, workers: 0}",
         "evaluation={oracles: [irm1]}"]
 SYSTEMS = ["baseline", "centroids", "dpcl", "oracle_irm1"]
@@ -136,7 +135,7 @@ def test_several_gpu_settings_resolve(tmp_path, env_path):
 
 @pytest.fixture(scope="session")
 def slurm():
-    """A one-node SLURM cluster (2 CPUs on a 2-core machine, one fake GPU),
+    """A one-node SLURM cluster (this machine's CPUs, one fake GPU),
     installed with apt where missing; stopped, daemon by daemon, at the end."""
     try:
         ensure_slurm()
@@ -194,7 +193,8 @@ BASELINE = f"baseline: {{training: {{epochs: {EPOCHS}, deterministic: true}}}}"
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm, tmp_path_factory):
-    """A tiny toy (one training and one test track) through profiles/slurm,
+    """A tiny toy (one training and one test track, made here rather than by
+    a job, to save a job's start-up) through profiles/slurm,
     every job a SLURM job: the shards, the track table, statistics, the oracle
     and its museval score of the test track, and the baseline model, trained
     deterministically. Once an epoch is done, the training job gets a time
@@ -211,7 +211,7 @@ def slurm_run(slurm, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("slurm_run")
     dataset, tracks = scan(make_toy_musdb(workdir / "musdb18-toy.zip", seed=5, train=1, test=1, duration=3.0))
     (test_slug,) = [t.slug for t in tracks if t.subset == "test"]
-    config = [f"dataset={{path: {workdir / 'musdb18-toy.zip'}}}", *TINY[1:], f"experiments={{{BASELINE}}}"]
+    config = [f"dataset={{path: {workdir / 'musdb18-toy.zip'}}}", *TINY, f"experiments={{{BASELINE}}}"]
     targets = ["results/models/baseline/model.pt", f"results/scores/oracle_irm1/{test_slug}.json"]
     env = slurm.env()
     env["OMP_NUM_THREADS"] = "1"          # the same single thread in the jobs and in the reference run
