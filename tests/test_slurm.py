@@ -403,3 +403,39 @@ def test_training_on_several_slurm_tasks(slurm, slurm_run):
     assert two["state"]["step"] == one["state"]["step"] > 0
     for key, value in one["weights"].items():
         torch.testing.assert_close(two["weights"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+# --------------------------------------------------------------------------- #
+# musicsep submit on the cluster
+# --------------------------------------------------------------------------- #
+
+def submit(cluster: LocalSlurm, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "musicsep", "submit", "--executor", "slurm", "--wait",
+                           "--log-dir", str(folder / "logs"), "--slurm-partition", "debug", "--mem-mb", "300",
+                           "--runtime", "5", *args], capture_output=True, text=True, cwd=folder, timeout=300,
+                          env=cluster.env())
+
+
+def test_submit_runs_a_subcommand_as_a_slurm_job_with_a_gpu(slurm, tmp_path):
+    """`musicsep submit --gpu 1` through submitit's SLURM executor: a real
+    sbatch with the GPU request, the command's output back, and its file."""
+    proc = submit(slurm, tmp_path, "--gpu", "1", "--", "make-toy-musdb", "toy.zip", "--train", "1",
+                  "--test", "1", "--duration", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "finished: exit status 0" in proc.stdout
+    assert (tmp_path / "toy.zip").is_file()
+    [folder] = [p for p in (tmp_path / "logs").iterdir() if p.is_dir() and p.name.isdigit()]
+    job = slurm.show_job(folder.name)
+    assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
+    assert "gpu:1" in job.get("TresPerNode", "") + job.get("TresPerJob", ""), job
+    assert any(c.startswith("sbatch ") for c in slurm.commands())
+
+
+def test_submit_reports_a_failing_slurm_job_with_its_log(slurm, tmp_path):
+    proc = submit(slurm, tmp_path, "--", "index", str(tmp_path / "missing.zip"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: job ") and f"{tmp_path}/missing.zip: dataset path does not exist" in message
+    [folder] = [p for p in (tmp_path / "logs").iterdir() if p.is_dir() and p.name.isdigit()]
+    assert slurm.show_job(folder.name)["JobState"] == "FAILED"
+    assert "see its log" in message and str(folder) in message

@@ -160,7 +160,9 @@ class Command:
         return submitit.helpers.DelayedSubmission(Command(self.args, self.cwd, self.python))
 
 
-def _tail(path: Path, lines: int = 20) -> list[str]:
+def _tail(path: Path, lines: int = 200) -> list[str]:
+    """The log's last lines (enough to reach the command's own ``error:`` line
+    above submitit's traceback and srun's report)."""
     try:
         return path.read_text(errors="replace").splitlines()[-lines:]
     except OSError:
