@@ -17,10 +17,6 @@ if [ -n "${SLURM_JOB_ID:-}" ] && [ -z "${SLURM_STEP_ID:-}" ] && command -v scont
   if [ "${tasks:-1}" -gt 1 ] 2>/dev/null; then
     cpus=$(field CPUs/Task)
     gres=$(field TresPerNode | sed -n 's|^gres:||p')
-    # submitit (whose TorchDistributedEnvironment reads the ranks) recognises
-    # SLURM only with this set
-    SUBMITIT_EXECUTOR=slurm
-    export SUBMITIT_EXECUTOR
     exec srun --ntasks="$tasks" --cpus-per-task="${cpus:-1}" ${gres:+--gres="$gres"} --kill-on-bad-exit=1 "$@"
   fi
 fi

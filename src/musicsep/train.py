@@ -162,6 +162,8 @@ def setup_process(local: int | None, world: int) -> tuple[int, int, torch.device
         import submitit
 
         if "RANK" not in os.environ:
+            if "SLURM_PROCID" in os.environ:     # srun's tasks: submitit recognises SLURM only with this
+                os.environ.setdefault("SUBMITIT_EXECUTOR", "slurm")
             submitit.helpers.TorchDistributedEnvironment().export()
         rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
     else:
