@@ -223,7 +223,7 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
 
 def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                        x_batched: torch.Tensor, x_long: torch.Tensor, runs: int = 3) -> None:
-    from musicsep.separate import _as_targets, _overlap_add, _OverlapAdd
+    from musicsep.separate import _apply_masks, _as_targets, _overlap_add, _OverlapAdd
 
     model, features = separator.model, separator.model.features
     stages: dict[str, float] = {}
@@ -262,13 +262,12 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
             masks = features.to_linear(mel.permute(0, 2, 3, 1)).float().unflatten(0, specs.shape[:2])
             tick("to_linear (mel -> linear pinv matmul, clamp)")
             for (f0, f1, c0, _), mask, spec in zip(batch_chunks, masks, specs):
-                estimates = mask.transpose(0, 1) * spec
-                tick("mask * X (complex, all frames incl. context)")
-                kept = estimates[..., f0 - c0:f1 - c0]
-                tick("drop context (a view)")
-                frames_t = torch.fft.irfft(kept.transpose(-1, -2), n=framing.n_fft, dim=-1)
+                keep = slice(f0 - c0, f1 - c0)
+                estimates = _apply_masks(mask[..., keep], spec[..., keep])
+                tick("masks * X (kept frames; a real product, frames-major)")
+                frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
                 tick("irfft")
-                frames_t = (frames_t * framing.window).cpu()
+                frames_t = frames_t.mul_(framing.window).cpu()
                 tick("window multiply")
                 s0, s1 = framing.samples(f0, f1)
                 _overlap_add(torch.from_numpy(acc.out)[..., s0:s1], frames_t, framing.hop)
@@ -276,7 +275,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                 framing.envelope_into(torch.from_numpy(acc.env)[s0:s1], f0, f1)
                 tick("window envelope per chunk")
         result = acc.result()
-        tick("normalise (zeros_like + divide where)")
+        tick("normalise (times 1 / window envelope)")
         out = _as_targets(result)
         tick("_as_targets (contiguous copies, accompaniment)")
         return out

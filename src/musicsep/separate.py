@@ -108,7 +108,7 @@ class _Framing:
         """Windowed inverse FFT of frames ``(..., freq, frames)``, overlap-added
         into ``out`` ``(..., (frames - 1) * hop + n_fft)`` (not normalised)."""
         frames = torch.fft.irfft(spec.transpose(-1, -2), n=self.n_fft, dim=-1)   # (..., frames, n_fft)
-        frames = (frames * self.window).cpu()
+        frames = frames.mul_(self.window).cpu()
         _overlap_add(out, frames, self.hop)
 
     def envelope_into(self, out: torch.Tensor, f0: int, f1: int) -> None:
@@ -168,8 +168,8 @@ class _OverlapAdd:
     def result(self) -> np.ndarray:
         pad, length = self.framing.pad, self.framing.length
         env = self.env[pad:pad + length]
-        out = self.out[..., pad:pad + length]
-        return np.divide(out, env, out=np.zeros_like(out), where=env > 1e-11)
+        scale = np.divide(1.0, env, out=np.zeros_like(env), where=env > 1e-11)
+        return self.out[..., pad:pad + length] * scale
 
 
 # --------------------------------------------------------------------------- Wiener filter
@@ -281,6 +281,16 @@ def _check_audio(mixture, what: str = "mixture") -> np.ndarray:
     return mixture
 
 
+def _apply_masks(masks: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+    """Masks ``(channels, sources, freq, frames)`` times the mixture's STFT
+    ``(channels, freq, frames)``: ``(sources, channels, freq, frames)``, held
+    frames-major in memory (a real product on the complex numbers' parts, so
+    the masks are never made complex, written straight into the layout that
+    the inverse FFT over frequencies reads without a copy)."""
+    product = torch.mul(masks.permute(1, 0, 3, 2).unsqueeze(-1), torch.view_as_real(spec).transpose(-2, -3))
+    return torch.view_as_complex(product).transpose(-1, -2)
+
+
 class Separator:
     """A mask model with its STFT and post-filter: mixture in, sources out.
 
@@ -370,10 +380,12 @@ class Separator:
             # (chunks, channels, freq, frames) -> one model call on (chunks * channels, freq, frames)
             masks = self.model.masks(specs.flatten(0, 1).abs()).float().unflatten(0, specs.shape[:2])
             for (f0, f1, c0, _), mask, spec in zip(batches[i], masks, specs):
-                estimates = mask.transpose(0, 1) * spec                   # (sources, channels, freq, frames)
+                keep = slice(f0 - c0, f1 - c0)
                 if self.wiener:
-                    estimates = wiener(estimates, spec)
-                acc.add(estimates[..., f0 - c0:f1 - c0], f0, f1)
+                    estimates = wiener(mask.transpose(0, 1) * spec, spec)[..., keep]
+                else:
+                    estimates = _apply_masks(mask[..., keep], spec[..., keep])
+                acc.add(estimates, f0, f1)
         return _as_targets(acc.result())
 
 
