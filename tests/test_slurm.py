@@ -416,6 +416,17 @@ def submit(cluster: LocalSlurm, folder: Path, *args: str) -> subprocess.Complete
                           env=cluster.env())
 
 
+def settled(cluster: LocalSlurm, job_id: str, timeout: float = 60) -> dict[str, str]:
+    """The job's record once SLURM has finished with it (submitit may see the
+    result while the job is still COMPLETING)."""
+    end = time.monotonic() + timeout
+    while True:
+        job = cluster.show_job(job_id)
+        if job["JobState"] not in ("PENDING", "RUNNING", "COMPLETING") or time.monotonic() > end:
+            return job
+        time.sleep(0.5)
+
+
 def test_submit_runs_a_subcommand_as_a_slurm_job_with_a_gpu(slurm, tmp_path):
     """`musicsep submit --gpu 1` through submitit's SLURM executor: a real
     sbatch with the GPU request, the command's output back, and its file."""
@@ -425,7 +436,7 @@ def test_submit_runs_a_subcommand_as_a_slurm_job_with_a_gpu(slurm, tmp_path):
     assert "finished: exit status 0" in proc.stdout
     assert (tmp_path / "toy.zip").is_file()
     [folder] = [p for p in (tmp_path / "logs").iterdir() if p.is_dir() and p.name.isdigit()]
-    job = slurm.show_job(folder.name)
+    job = settled(slurm, folder.name)
     assert job["JobState"] == "COMPLETED" and job["Partition"] == "debug", job
     assert "gpu:1" in job.get("TresPerNode", "") + job.get("TresPerJob", ""), job
     assert any(c.startswith("sbatch ") for c in slurm.commands())
@@ -437,5 +448,5 @@ def test_submit_reports_a_failing_slurm_job_with_its_log(slurm, tmp_path):
     message = proc.stderr.strip().splitlines()[-1]
     assert message.startswith("error: job ") and f"{tmp_path}/missing.zip: dataset path does not exist" in message
     [folder] = [p for p in (tmp_path / "logs").iterdir() if p.is_dir() and p.name.isdigit()]
-    assert slurm.show_job(folder.name)["JobState"] == "FAILED"
+    assert settled(slurm, folder.name)["JobState"] == "FAILED"
     assert "see its log" in message and str(folder) in message
