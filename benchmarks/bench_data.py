@@ -48,6 +48,7 @@ from musicsep import STREAMS
 from musicsep.audio import decode_blocks, probe, write_stem_mp4
 from musicsep.data import _SOURCE_ROWS, ExcerptDataset
 from musicsep.dataset import VALID_TRACKS, Dataset
+from musicsep.memory import reuse_freed_memory
 from musicsep.shard import write_shard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,7 +273,12 @@ def main() -> None:
     parser.add_argument("--stem", type=Path, action="append", default=[],
                         help="more stem files for benchmark 1 (repeatable)")
     parser.add_argument("--seconds", type=float, default=3.2, help="excerpt length for benchmark 2")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocator settings (the CLI applies "
+                             "musicsep.memory.reuse_freed_memory; so do the benchmarks, for every contender)")
     args = parser.parse_args()
+    heap = False if args.system_malloc else reuse_freed_memory()
+    print(f"allocator: {'freed blocks reused (musicsep.memory.reuse_freed_memory)' if heap else 'system defaults'}")
     if not 0 < args.seconds < 6:
         parser.error("--seconds must be below the 6 s of the shortest track")
     reps, n, loader_reps, dry_reps = (5, 100, 3, 1) if args.quick else (11, 400, 5, 3)

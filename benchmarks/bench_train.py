@@ -59,6 +59,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from musicsep.data import ExcerptDataset
+from musicsep.memory import reuse_freed_memory
 from musicsep.models import build_model
 from musicsep.train import RankBatches, compute_loss, make_optimizer, optimizer_step
 
@@ -182,7 +183,12 @@ def main() -> None:
     parser.add_argument("--loader-batches", type=int, help="batches per loader epoch (default 40; --quick 20)")
     parser.add_argument("--profile", action="store_true",
                         help="finally, torch.profiler's top operators over 3 steps of each contender")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocator settings (the CLI applies "
+                             "musicsep.memory.reuse_freed_memory; so do the benchmarks, for every contender)")
     args = parser.parse_args()
+    heap = False if args.system_malloc else reuse_freed_memory()
+    print(f"allocator: {'freed blocks reused (musicsep.memory.reuse_freed_memory)' if heap else 'system defaults'}")
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from musicsep import ORACLES, MusicsepError, __version__
 from musicsep.io import setup_logging
+from musicsep.memory import reuse_freed_memory
 
 log = logging.getLogger("musicsep")
 
@@ -340,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    reuse_freed_memory()
     try:
         status = args.func(args)
     except MusicsepError as err:
