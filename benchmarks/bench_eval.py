@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from musicsep import SOURCES, STREAMS
+from musicsep.memory import reuse_freed_memory
 from musicsep.models import build_model
 from musicsep.separate import Separator
 
@@ -223,7 +224,7 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
 
 def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                        x_batched: torch.Tensor, x_long: torch.Tensor, runs: int = 3) -> None:
-    from musicsep.separate import _apply_masks, _as_targets, _overlap_add, _OverlapAdd
+    from musicsep.separate import _apply_masks, _as_targets, _balanced, _overlap_add, _OverlapAdd
 
     model, features = separator.model, separator.model.features
     stages: dict[str, float] = {}
@@ -246,7 +247,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
         acc = _OverlapAdd(framing, (len(SOURCES), channels))
         chunks = framing.chunks(*separator.chunk_frames())
         tick("setup (framing, output buffers)")
-        batches = [chunks[i:i + separator.batch_chunks] for i in range(0, len(chunks), separator.batch_chunks)]
+        batches = _balanced(chunks, separator.batch_chunks)
         for batch_chunks in batches:
             specs = torch.stack([framing.stft(lambda a, b: mixture[:, a:b], c0, c1) for _, _, c0, c1 in batch_chunks])
             tick("STFT (reflect-pad read, torch.stft)")
@@ -257,13 +258,14 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
             hidden = model.blstm(x)
             tick("LSTM (batch = chunks x channels, with context)")
             batch, frames = mag.shape[0], mag.shape[-1]
-            mel = torch.sigmoid(model.head(hidden)).view(batch, frames, model.n_sources, -1)
+            mel = model.head(hidden).sigmoid_().view(batch, frames, model.n_sources, -1).permute(0, 2, 3, 1)
+            mel = mel.unflatten(0, specs.shape[:2])
             tick("head + sigmoid")
-            masks = features.to_linear(mel.permute(0, 2, 3, 1)).float().unflatten(0, specs.shape[:2])
-            tick("to_linear (mel -> linear pinv matmul, clamp)")
-            for (f0, f1, c0, _), mask, spec in zip(batch_chunks, masks, specs):
+            for (f0, f1, c0, _), m, spec in zip(batch_chunks, mel, specs):
                 keep = slice(f0 - c0, f1 - c0)
-                estimates = _apply_masks(mask[..., keep], spec[..., keep])
+                mask = features.to_linear(m[..., keep])
+                tick("to_linear (kept frames; mel -> linear pinv matmul, clamp)")
+                estimates = _apply_masks(mask, spec[..., keep])
                 tick("masks * X (kept frames; a real product, frames-major)")
                 frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
                 tick("irfft")
@@ -496,7 +498,12 @@ def main() -> None:
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--profile", action="store_true",
                         help="after benchmark 1, time one separation stage by stage")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default allocator settings (the CLI applies "
+                             "musicsep.memory.reuse_freed_memory; so do the benchmarks, for every contender)")
     args = parser.parse_args()
+    heap = False if args.system_malloc else reuse_freed_memory()
+    print(f"allocator: {'freed blocks reused (musicsep.memory.reuse_freed_memory)' if heap else 'system defaults'}")
     seconds = args.seconds or (30.0 if args.quick else 180.0)
     reps = args.reps or (3 if args.quick else 5)
     eval_seconds = args.eval_seconds or (10.0 if args.quick else 30.0)

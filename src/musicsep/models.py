@@ -64,9 +64,15 @@ class SeparationModel(nn.Module):
     def kwargs(self) -> dict:
         return dict(self._kwargs)
 
+    def mel_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """Soft masks at mel resolution ``(batch, sources, n_mels, frames)``
+        for separation (a view, in whatever memory layout the model makes them)."""
+        return self(mix_mag, full_resolution=False)["mel_masks"]
+
     def masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        """Soft masks ``(batch, sources, freq, frames)`` for separation."""
-        return self(mix_mag)["masks"]
+        """Soft masks ``(batch, sources, freq, frames)`` for separation: the
+        mel masks through the inverse mel projection, clamped to [0, 1]."""
+        return self.features.to_linear(self.mel_masks(mix_mag))
 
 
 class BLSTMMask(SeparationModel):
@@ -92,6 +98,12 @@ class BLSTMMask(SeparationModel):
         if not full_resolution:
             return {"mel_masks": mel_masks}
         return {"masks": self.features.to_linear(mel_masks)}
+
+    def mel_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        # forward's values, left in the head's (batch, frames, sources, n_mels) memory
+        batch, _, frames = mix_mag.shape
+        hidden = self.blstm(self.features.inputs(mix_mag))
+        return self.head(hidden).sigmoid_().view(batch, frames, self.n_sources, -1).permute(0, 2, 3, 1)
 
 
 class _UnitNorm(torch.autograd.Function):
@@ -140,10 +152,6 @@ class EmbeddingModel(SeparationModel):
         batch = posteriors.shape[0]
         mel = posteriors.view(batch, frames, -1, self.n_sources).permute(0, 3, 1, 2).contiguous()
         return mel.transpose(-1, -2)
-
-    def _to_masks(self, posteriors: torch.Tensor, frames: int) -> torch.Tensor:
-        """Posteriors ``(batch, frames * n_mels, sources)`` -> full-resolution masks."""
-        return self.features.to_linear(self._mel_masks(posteriors, frames))
 
 
 Covariance = typing.Literal["diag", "spherical", "tied_diag", "tied_spherical"]
@@ -285,10 +293,10 @@ class DeepClustering(EmbeddingModel):
         self.class_centroids.copy_((w.T @ embeddings) / w.sum(0)[:, None].clamp_min(1e-8))
 
     @torch.no_grad()
-    def masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
+    def mel_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
         v = self.embeddings(mix_mag)
         posteriors = torch.stack([self._cluster(x) for x in v])
-        return self._to_masks(posteriors, mix_mag.shape[-1])
+        return self._mel_masks(posteriors, mix_mag.shape[-1])
 
     def _cluster(self, v: torch.Tensor) -> torch.Tensor:
         """Soft (GMM) or hard (K-means) assignments ``(points, sources)`` of one

@@ -65,6 +65,8 @@ def _padded_segment(read: Reader, length: int, start: int, stop: int, pad: int) 
     """Samples ``[start, stop)`` of the signal reflection-padded by ``pad`` on
     both sides (``torch.stft(center=True)``'s padding), reading only what is
     needed. Signals too short to reflect (``length <= pad``) are zero-padded."""
+    if pad <= start and stop - pad <= length:             # inside the signal: no padding to make
+        return np.ascontiguousarray(read(start - pad, stop - pad))
     idx = np.arange(start - pad, stop - pad)
     if length > pad:
         idx = np.abs(idx)
@@ -291,6 +293,18 @@ def _apply_masks(masks: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(product).transpose(-1, -2)
 
 
+def _balanced(items: list, most: int) -> list[list]:
+    """``items`` cut into the fewest batches of at most ``most``, of sizes
+    that differ by at most one (a BLSTM's time per frame grows as its batch
+    shrinks: 6 chunks at most 4 a call run as 3 + 3, not 4 + 2)."""
+    if not items:
+        return []
+    calls = -(-len(items) // most)
+    size, extra = divmod(len(items), calls)
+    bounds = np.cumsum([0] + [size + (k < extra) for k in range(calls)])
+    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 class Separator:
     """A mask model with its STFT and post-filter: mixture in, sources out.
 
@@ -308,7 +322,7 @@ class Separator:
     def __init__(self, model, *, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
                  batch_chunks: int = 4, wiener: bool = False, device: str | torch.device = "cpu"):
         features = getattr(model, "features", None)
-        if features is None or not callable(getattr(model, "masks", None)):
+        if features is None or not callable(getattr(model, "mel_masks", None)):
             raise MusicsepError(f"cannot separate with a {type(model).__name__}: not a mask model")
         if not chunk_seconds > 0 or not context_seconds >= 0:
             raise MusicsepError(f"chunk_seconds must be positive and context_seconds at least 0 "
@@ -375,17 +389,22 @@ class Separator:
         def read(a, b):
             return mixture[:, a:b]
 
-        batches = [chunks[i:i + self.batch_chunks] for i in range(0, len(chunks), self.batch_chunks)]
+        to_linear = self.model.features.to_linear
+
+        batches = _balanced(chunks, self.batch_chunks)
         for i in _progress(len(batches), desc, progress):
             specs = torch.stack([framing.stft(read, c0, c1) for _, _, c0, c1 in batches[i]])
-            # (chunks, channels, freq, frames) -> one model call on (chunks * channels, freq, frames)
-            masks = self.model.masks(specs.flatten(0, 1).abs()).float().unflatten(0, specs.shape[:2])
-            for (f0, f1, c0, _), mask, spec in zip(batches[i], masks, specs):
+            # (chunks, channels, freq, frames) -> one model call on (chunks * channels, freq, frames),
+            # mel masks (chunks, channels, sources, n_mels, frames); each chunk's are taken to full
+            # resolution on its kept frames only (all of them for the Wiener filter's covariances)
+            mel = self.model.mel_masks(specs.flatten(0, 1).abs()).unflatten(0, specs.shape[:2])
+            for (f0, f1, c0, _), m, spec in zip(batches[i], mel, specs):
                 keep = slice(f0 - c0, f1 - c0)
                 if self.wiener:
+                    mask = to_linear(m.float())
                     estimates = wiener(mask.transpose(0, 1) * spec, spec)[..., keep]
                 else:
-                    estimates = _apply_masks(mask[..., keep], spec[..., keep])
+                    estimates = _apply_masks(to_linear(m[..., keep].float()), spec[..., keep])
                 acc.add(estimates, f0, f1)
         return _as_targets(acc.result())
 

@@ -533,7 +533,7 @@ def fast_si_sdr(model, kept: dict, sources: torch.Tensor, silence: float = 1e-10
         masks, permute = features.to_linear(kept["mel_masks"].float()).float(), False
     else:
         clusters = torch.stack([model._cluster(v) for v in kept["embeddings"].float()])   # as model.masks
-        masks, permute = model._to_masks(clusters, mix_spec.shape[-1]).float(), True
+        masks, permute = features.to_linear(model._mel_masks(clusters, mix_spec.shape[-1])).float(), True
     estimates = features.istft(masks * mix_spec[:, None], samples)          # (batch * channels, sources, samples)
     estimates = estimates.view(batch, channels, n_src, samples).transpose(1, 2).reshape(batch, n_src, -1)
     references = sources.float().reshape(batch, n_src, -1)
