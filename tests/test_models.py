@@ -107,6 +107,15 @@ def test_log_posteriors_normalised(shared):
     torch.testing.assert_close(log_post.exp().sum(-1), torch.ones(batch, points), atol=1e-5, rtol=0)
     # and not uniform: the posteriors depend on the data
     assert log_post.exp().max() > 0.9
+    # the softmax that the model's forward pass uses is the same, and its gradient too
+    v.requires_grad_(True)
+    weights = torch.rand(batch, points, K, generator=g)
+    fast = ConditionalCentroids.posteriors(v, means, var, log_prior)
+    torch.testing.assert_close(fast, log_post.exp(), atol=1e-6, rtol=1e-5)
+    grad_fast, = torch.autograd.grad((fast * weights).sum(), v)
+    grad_log, = torch.autograd.grad((ConditionalCentroids.log_posteriors(v, means, var, log_prior).exp()
+                                     * weights).sum(), v)
+    torch.testing.assert_close(grad_fast, grad_log, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("spherical", [False, True])

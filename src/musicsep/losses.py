@@ -107,7 +107,8 @@ def dc_targets(mix_mel: torch.Tensor, src_mel: torch.Tensor, threshold_db: float
     and ``src_mel`` (batch, sources, n_mels, frames); points are frame-major,
     as the models' embeddings."""
     n_sources = src_mel.shape[1]
-    dominant = src_mel.permute(0, 3, 2, 1).reshape(src_mel.shape[0], -1, n_sources).contiguous().argmax(-1)
+    # over the sources, across contiguous points (an argmax along a last dimension of 4 is slow)
+    dominant = src_mel.transpose(-1, -2).argmax(dim=1).reshape(src_mel.shape[0], -1)
     labels = torch.nn.functional.one_hot(dominant, n_sources).to(mix_mel.dtype)
     level = 20 * torch.log10(mix_mel.transpose(1, 2).reshape(mix_mel.shape[0], -1) + 1e-10)
     active = (level >= level.amax(dim=1, keepdim=True) - threshold_db).to(mix_mel.dtype)
