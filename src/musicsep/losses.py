@@ -107,14 +107,16 @@ def dc_targets(mix_mel: torch.Tensor, src_mel: torch.Tensor, threshold_db: float
     and ``src_mel`` (batch, sources, n_mels, frames); points are frame-major,
     as the models' embeddings."""
     n_sources = src_mel.shape[1]
-    # over the sources, across contiguous points (an argmax along a last dimension of 4 is slow)
-    dominant = src_mel.transpose(-1, -2).argmax(dim=1).reshape(src_mel.shape[0], -1)
-    labels = torch.nn.functional.one_hot(dominant, n_sources).to(mix_mel.dtype)
+    # over the sources, across contiguous points: max's indices (the first of equal maxima, as
+    # argmax), an order of magnitude faster on the CPU than argmax there or along a last dimension of 4
+    dominant = src_mel.transpose(-1, -2).max(dim=1).indices.reshape(src_mel.shape[0], -1)    # (batch, points)
+    labels = torch.zeros(*dominant.shape, n_sources, dtype=mix_mel.dtype, device=mix_mel.device)
+    labels.scatter_(-1, dominant[..., None], 1.0)
     level = 20 * torch.log10(mix_mel.transpose(1, 2).reshape(mix_mel.shape[0], -1) + 1e-10)
     active = (level >= level.amax(dim=1, keepdim=True) - threshold_db).to(mix_mel.dtype)
-    counts = (labels * active[..., None]).sum(dim=1)                                  # (batch, sources)
+    counts = torch.zeros_like(labels[:, 0]).scatter_add_(1, dominant, active)                 # (batch, sources)
     inv_sqrt = torch.where(counts > 0, counts.clamp_min(1).rsqrt(), torch.zeros_like(counts))
-    weights = (labels * inv_sqrt[:, None, :]).sum(-1) * active
+    weights = inv_sqrt.gather(1, dominant) * active
     return labels, weights
 
 
