@@ -8,14 +8,17 @@
    layers, bidirectional, batch_first) running forward under ``no_grad`` over
    the same frames: "batched chunks" (the frames cut into chunks of the
    Separator's chunk length, zero-padded to whole chunks, the chunks of both
-   channels stacked as one batch) and "one sequence" (each channel's frames as
-   one long sequence, the channels as the batch). That LSTM is the work no
-   implementation of the model can avoid; the Separator adds the STFT, the
-   features, the head, the mel-to-linear projection, the masking, the inverse
-   STFT, ``context_seconds`` of extra frames on each side of a chunk, and its
-   bookkeeping. The three contenders are run in turn (bare batched, bare one
-   sequence, ours, bare batched, ...) and medians compared. Goal: bare / ours
-   >= 0.7 against each baseline. ``--profile`` then times the stages of one
+   channels stacked as one batch), "one sequence" (each channel's frames as
+   one long sequence, the channels as the batch) and "the Separator's
+   windows" (the frames the Separator's model runs over: each chunk with its
+   ``context_seconds`` on each side, in the Separator's calls). The first two
+   are the LSTM work no implementation of the model can avoid; the Separator
+   adds the STFT, the features, the head, the mel-to-linear projection, the
+   masking, the inverse STFT, the context frames and its bookkeeping. The
+   third has the context frames too, so that ratio is the cost of everything
+   around the LSTM alone. The four contenders are run in turn and medians
+   compared. Goal: bare / ours >= 0.7. The frames and batches of each are
+   printed. ``--profile`` then times the stages of one
    separation (a stage-by-stage replica of ``Separator.separate``, checked
    against its output).
 2. Evaluation: our job ``musicsep.evaluate.evaluate_track`` (JSON written)
@@ -72,7 +75,7 @@ from torch import nn
 from musicsep import SOURCES, STREAMS
 from musicsep.memory import reuse_freed_memory
 from musicsep.models import build_model
-from musicsep.separate import Separator
+from musicsep.separate import Separator, _balanced
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE, N_FFT, HOP, N_MELS, HIDDEN, LAYERS, DROPOUT = 44100, 2048, 512, 300, 300, 4, 0.3
@@ -170,6 +173,9 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
     x_long = torch.randn(channels, frames, N_MELS, generator=generator)
     padded = torch.nn.functional.pad(x_long, (0, 0, 0, n_chunks * chunk - frames))
     x_batched = padded.reshape(channels * n_chunks, chunk, N_MELS).contiguous()
+    # the windows the Separator's model sees (chunk + context), in its calls
+    windows = [torch.stack([x_long[c, c0:c1] for _, _, c0, c1 in call for c in range(channels)])
+               for call in _balanced(separator._framing(samples).chunks(chunk, context), separator.batch_chunks)]
 
     print(f"\n== 1. Separation of a {seconds:g} s stereo track ({what}, made in {made:.1f} s) vs a bare "
           f"LSTM stack forward (median and fastest of {reps} interleaved repetitions)")
@@ -181,7 +187,8 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
           f"each side); the Separator's model sees {fed} frames per channel (+{100 * (fed / frames - 1):.1f}% "
           f"context), {separator.batch_chunks} chunk(s) x {channels} channels a model call")
     print(f"bare batched chunks: input {tuple(x_batched.shape)} (last chunk zero-padded by "
-          f"{n_chunks * chunk - frames} frames); bare one sequence: input {tuple(x_long.shape)}")
+          f"{n_chunks * chunk - frames} frames); bare one sequence: input {tuple(x_long.shape)}; bare on the "
+          f"Separator's windows: inputs {', '.join(str(tuple(w.shape)) for w in windows)}")
 
     def bare(x):
         def run():
@@ -189,8 +196,13 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
                 lstm(x)
         return run
 
+    def bare_windows():
+        with torch.no_grad():
+            for w in windows:
+                lstm(w)
+
     runs = {"bare, batched chunks": bare(x_batched), "bare, one sequence": bare(x_long),
-            "Separator.separate": lambda: separator.separate(mixture)}
+            "bare, Separator's windows": bare_windows, "Separator.separate": lambda: separator.separate(mixture)}
     times = interleave(runs, reps)
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
@@ -209,7 +221,8 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
     tag = f"{seconds:g} s track"
     note(f"Separator x real time, {tag}", seconds / ours, ".1f")
     note(f"Separator x real time, fastest rep, {tag}", seconds / ours_best, ".1f")
-    for name, short in (("bare, batched chunks", "batched chunks"), ("bare, one sequence", "one sequence")):
+    for name, short in (("bare, batched chunks", "batched chunks"), ("bare, one sequence", "one sequence"),
+                        ("bare, Separator's windows", "Separator's windows")):
         note(f"bare LSTM x real time, {short}", seconds / med[name], ".1f")
         ratio = med[name] / ours
         note(f"bare {short} / Separator", ratio, ".2f", f">= {GOAL_SEPARATION}", ratio >= GOAL_SEPARATION)
@@ -224,7 +237,8 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
 
 def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                        x_batched: torch.Tensor, x_long: torch.Tensor, runs: int = 3) -> None:
-    from musicsep.separate import _apply_masks, _as_targets, _balanced, _overlap_add, _OverlapAdd
+    from musicsep.features import magnitude
+    from musicsep.separate import _apply_masks, _as_targets, _overlap_add, _OverlapAdd
 
     model, features = separator.model, separator.model.features
     stages: dict[str, float] = {}
@@ -249,9 +263,9 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
         tick("setup (framing, output buffers)")
         batches = _balanced(chunks, separator.batch_chunks)
         for batch_chunks in batches:
-            specs = torch.stack([framing.stft(lambda a, b: mixture[:, a:b], c0, c1) for _, _, c0, c1 in batch_chunks])
+            specs = framing.stft_many(lambda a, b: mixture[:, a:b], [(c0, c1) for _, _, c0, c1 in batch_chunks])
             tick("STFT (reflect-pad read, torch.stft)")
-            mag = specs.flatten(0, 1).abs()
+            mag = magnitude(specs.flatten(0, 1))
             tick("|X|")
             x = features.inputs(mag)
             tick("features.inputs (log, whiten, mel projection)")

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from musicsep import ORACLES, SOURCES, STREAMS, MusicsepError
+from musicsep.features import magnitude
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,14 @@ class _Framing:
 
     def stft(self, read: Reader, f0: int, f1: int) -> torch.Tensor:
         """Frames ``[f0, f1)``: complex ``(..., freq, f1 - f0)`` on the window's device."""
-        segment = torch.from_numpy(_padded_segment(read, self.length, *self.samples(f0, f1), self.pad))
-        segment = segment.to(self.window.device)
+        return self.stft_many(read, [(f0, f1)])[0]
+
+    def stft_many(self, read: Reader, windows: list[tuple[int, int]]) -> torch.Tensor:
+        """Frames ``[c0, c1)`` of each window (all of one length), in one
+        ``torch.stft`` call: complex ``(windows, ..., freq, frames)``."""
+        segment = np.stack([_padded_segment(read, self.length, *self.samples(c0, c1), self.pad)
+                            for c0, c1 in windows])
+        segment = torch.from_numpy(segment).to(self.window.device)
         shape = segment.shape
         spec = torch.stft(segment.reshape(-1, shape[-1]), n_fft=self.n_fft, hop_length=self.hop,
                           window=self.window, center=False, return_complex=True)
@@ -393,11 +400,11 @@ class Separator:
 
         batches = _balanced(chunks, self.batch_chunks)
         for i in _progress(len(batches), desc, progress):
-            specs = torch.stack([framing.stft(read, c0, c1) for _, _, c0, c1 in batches[i]])
+            specs = framing.stft_many(read, [(c0, c1) for _, _, c0, c1 in batches[i]])
             # (chunks, channels, freq, frames) -> one model call on (chunks * channels, freq, frames),
             # mel masks (chunks, channels, sources, n_mels, frames); each chunk's are taken to full
             # resolution on its kept frames only (all of them for the Wiener filter's covariances)
-            mel = self.model.mel_masks(specs.flatten(0, 1).abs()).unflatten(0, specs.shape[:2])
+            mel = self.model.mel_masks(magnitude(specs.flatten(0, 1))).unflatten(0, specs.shape[:2])
             for (f0, f1, c0, _), m, spec in zip(batches[i], mel, specs):
                 keep = slice(f0 - c0, f1 - c0)
                 if self.wiener:
