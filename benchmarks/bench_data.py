@@ -273,12 +273,9 @@ def main() -> None:
     parser.add_argument("--stem", type=Path, action="append", default=[],
                         help="more stem files for benchmark 1 (repeatable)")
     parser.add_argument("--seconds", type=float, default=3.2, help="excerpt length for benchmark 2")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="keep glibc's default allocator settings (the CLI applies "
-                             "musicsep.memory.reuse_freed_memory; so do the benchmarks, for every contender)")
     args = parser.parse_args()
-    heap = False if args.system_malloc else reuse_freed_memory()
-    print(f"allocator: {'freed blocks reused (musicsep.memory.reuse_freed_memory)' if heap else 'system defaults'}")
+    # as the command line does, for every contender alike (MUSICSEP_MALLOC=system: glibc's defaults)
+    print(f"allocator: {'freed blocks kept for reuse' if reuse_freed_memory() else 'system defaults'}")
     if not 0 < args.seconds < 6:
         parser.error("--seconds must be below the 6 s of the shortest track")
     reps, n, loader_reps, dry_reps = (5, 100, 3, 1) if args.quick else (11, 400, 5, 3)

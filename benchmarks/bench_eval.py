@@ -512,12 +512,9 @@ def main() -> None:
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--profile", action="store_true",
                         help="after benchmark 1, time one separation stage by stage")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="keep glibc's default allocator settings (the CLI applies "
-                             "musicsep.memory.reuse_freed_memory; so do the benchmarks, for every contender)")
     args = parser.parse_args()
-    heap = False if args.system_malloc else reuse_freed_memory()
-    print(f"allocator: {'freed blocks reused (musicsep.memory.reuse_freed_memory)' if heap else 'system defaults'}")
+    # as the command line does, for every contender alike (MUSICSEP_MALLOC=system: glibc's defaults)
+    print(f"allocator: {'freed blocks kept for reuse' if reuse_freed_memory() else 'system defaults'}")
     seconds = args.seconds or (30.0 if args.quick else 180.0)
     reps = args.reps or (3 if args.quick else 5)
     eval_seconds = args.eval_seconds or (10.0 if args.quick else 30.0)

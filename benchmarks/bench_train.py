@@ -183,12 +183,9 @@ def main() -> None:
     parser.add_argument("--loader-batches", type=int, help="batches per loader epoch (default 40; --quick 20)")
     parser.add_argument("--profile", action="store_true",
                         help="finally, torch.profiler's top operators over 3 steps of each contender")
-    parser.add_argument("--system-malloc", action="store_true",
-                        help="keep glibc's default allocator settings (the CLI applies "
-                             "musicsep.memory.reuse_freed_memory; so do the benchmarks, for every contender)")
     args = parser.parse_args()
-    heap = False if args.system_malloc else reuse_freed_memory()
-    print(f"allocator: {'freed blocks reused (musicsep.memory.reuse_freed_memory)' if heap else 'system defaults'}")
+    # as the command line does, for every contender alike (MUSICSEP_MALLOC=system: glibc's defaults)
+    print(f"allocator: {'freed blocks kept for reuse' if reuse_freed_memory() else 'system defaults'}")
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"

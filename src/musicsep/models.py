@@ -89,21 +89,21 @@ class BLSTMMask(SeparationModel):
                          hidden=hidden, layers=layers, dropout=dropout)
         self.head = nn.Linear(2 * hidden, self.n_sources * n_mels)
 
-    def forward(self, mix_mag: torch.Tensor, full_resolution: bool = True) -> dict:
+    def _head_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """Mel masks in the head's memory layout, (batch, frames, sources, n_mels)."""
         batch, _, frames = mix_mag.shape
         hidden = self.blstm(self.features.inputs(mix_mag))                    # (batch, frames, 2h)
-        mel_masks = torch.sigmoid(self.head(hidden)).view(batch, frames, self.n_sources, -1)
-        # (batch, sources, n_mels, frames), a view of (batch, sources, frames, n_mels) memory
-        mel_masks = mel_masks.transpose(1, 2).contiguous().transpose(-1, -2)
+        return self.head(hidden).sigmoid_().view(batch, frames, self.n_sources, -1)
+
+    def forward(self, mix_mag: torch.Tensor, full_resolution: bool = True) -> dict:
+        # (batch, sources, n_mels, frames), a view of (batch, sources, frames, n_mels) memory (the loss's)
+        mel_masks = self._head_masks(mix_mag).transpose(1, 2).contiguous().transpose(-1, -2)
         if not full_resolution:
             return {"mel_masks": mel_masks}
         return {"masks": self.features.to_linear(mel_masks)}
 
     def mel_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        # forward's values, left in the head's (batch, frames, sources, n_mels) memory
-        batch, _, frames = mix_mag.shape
-        hidden = self.blstm(self.features.inputs(mix_mag))
-        return self.head(hidden).sigmoid_().view(batch, frames, self.n_sources, -1).permute(0, 2, 3, 1)
+        return self._head_masks(mix_mag).permute(0, 2, 3, 1)                   # without forward's copy
 
 
 class _UnitNorm(torch.autograd.Function):

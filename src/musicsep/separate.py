@@ -318,8 +318,9 @@ class Separator:
     ``chunk_seconds``: output frames per chunk (bounds memory);
     ``context_seconds``: extra frames on each side fed to the model and
     discarded from its output; ``batch_chunks``: chunks stacked into one
-    model call (a BLSTM runs faster per frame on a batch of sequences: about
-    1.7x on 12 sequences against 2 on a 2-core CPU; memory grows with it);
+    model call at most, in calls of balanced sizes (a BLSTM runs faster per
+    frame on a batch of sequences: about 1.7x on 12 sequences against 2 on a
+    2-core CPU; memory grows with it);
     ``wiener``: refine the masked estimates with one multichannel Wiener
     iteration (:func:`wiener`; on each chunk with its
     context, the spatial covariances estimated over those frames, as
@@ -397,7 +398,6 @@ class Separator:
             return mixture[:, a:b]
 
         to_linear = self.model.features.to_linear
-
         batches = _balanced(chunks, self.batch_chunks)
         for i in _progress(len(batches), desc, progress):
             specs = framing.stft_many(read, [(c0, c1) for _, _, c0, c1 in batches[i]])
