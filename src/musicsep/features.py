@@ -258,10 +258,10 @@ class Features(torch.nn.Module):
         return self._project(magnitude.transpose(-1, -2), self.mel).transpose(-1, -2)
 
     def to_linear(self, mel_masks: torch.Tensor) -> torch.Tensor:
-        x = mel_masks.transpose(-1, -2)
-        if banded(x) and x.dtype == self.mel_inverse.weight.dtype:      # a new tensor: clamped in place
-            return banded_linear(x, self.mel_inverse.weight).clamp_(0, 1).transpose(-1, -2)
-        return self.mel_inverse(x).clamp(0, 1).transpose(-1, -2)
+        linear = self._project(mel_masks.transpose(-1, -2), self.mel_inverse)
+        # a new tensor: clamped in place unless autograd needs its values
+        linear = linear.clamp(0, 1) if linear.requires_grad else linear.clamp_(0, 1)
+        return linear.transpose(-1, -2)
 
     @staticmethod
     def _project(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
