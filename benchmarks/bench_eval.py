@@ -238,7 +238,7 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
 def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                        x_batched: torch.Tensor, x_long: torch.Tensor, runs: int = 3) -> None:
     from musicsep.features import magnitude
-    from musicsep.separate import _apply_masks, _as_targets, _overlap_add, _OverlapAdd
+    from musicsep.separate import BLOCK_FRAMES, _apply_masks, _as_targets, _overlap_add, _OverlapAdd
 
     model, features = separator.model, separator.model.features
     stages: dict[str, float] = {}
@@ -276,20 +276,22 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
             mel = mel.unflatten(0, specs.shape[:2])
             tick("head + sigmoid")
             for (f0, f1, c0, _), m, spec in zip(batch_chunks, mel, specs):
-                keep = slice(f0 - c0, f1 - c0)
-                mask = features.to_linear(m[..., keep])
-                tick("to_linear (kept frames; mel -> linear pinv matmul, clamp)")
-                estimates = _apply_masks(mask, spec[..., keep])
-                tick("masks * X (kept frames; a real product, frames-major)")
-                frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
-                tick("irfft")
-                frames_t = frames_t.mul_(framing.window).cpu()
-                tick("window multiply")
-                s0, s1 = framing.samples(f0, f1)
-                _overlap_add(torch.from_numpy(acc.out)[..., s0:s1], frames_t, framing.hop)
-                tick("overlap-add into the output (strided adds)")
-                framing.envelope_into(torch.from_numpy(acc.env)[s0:s1], f0, f1)
-                tick("window envelope per chunk")
+                for b0 in range(f0, f1, BLOCK_FRAMES):
+                    b1 = min(b0 + BLOCK_FRAMES, f1)
+                    keep = slice(b0 - c0, b1 - c0)
+                    mask = features.to_linear(m[..., keep])
+                    tick("to_linear (kept frames; mel -> linear pinv matmul, clamp)")
+                    estimates = _apply_masks(mask, spec[..., keep])
+                    tick("masks * X (kept frames; a real product, frames-major)")
+                    frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
+                    tick("irfft")
+                    frames_t = frames_t.mul_(framing.window).cpu()
+                    tick("window multiply")
+                    s0, s1 = framing.samples(b0, b1)
+                    _overlap_add(torch.from_numpy(acc.out)[..., s0:s1], frames_t, framing.hop)
+                    tick("overlap-add into the output (strided adds)")
+                    framing.envelope_into(torch.from_numpy(acc.env)[s0:s1], b0, b1)
+                    tick("window envelope per block")
         result = acc.result()
         tick("normalise (times 1 / window envelope)")
         out = _as_targets(result)

@@ -18,7 +18,7 @@ from musicsep import SOURCES, STREAMS, MusicsepError
 from musicsep.audio import decode
 from musicsep.cli import main
 from musicsep.models import build_model
-from musicsep.separate import (ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, _oracle_masks, oracle, oracle_shard,
+from musicsep.separate import (BLOCK_FRAMES, ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, _oracle_masks, oracle, oracle_shard,
                                separate_file, separate_shard, wiener)
 
 SR, N_FFT, HOP = 16000, 512, 128
@@ -103,9 +103,11 @@ def test_mono_and_empty_inputs():
 def test_frames_and_overlap_add_match_the_feature_module():
     """Chunked framing gives exactly Features.stft's frames, and overlap-add
     inverts them like Features.istft: whole-track separation is the model's
-    own masks applied to its own STFT."""
+    own masks applied to its own STFT (3 s: 376 frames, so the masking runs
+    in more than one block of frames)."""
     model = tiny()
-    x = music(1.0)
+    x = music(3.0)
+    assert 1 + x.shape[-1] // HOP > BLOCK_FRAMES
     framing = _Framing(x.shape[-1], N_FFT, HOP, model.features.window)
     reference = model.features.stft(torch.from_numpy(x))
     spec = torch.cat([framing.stft(lambda a, b: x[:, a:b], f0, f1) for f0, f1, _, _ in framing.chunks(7)], -1)
