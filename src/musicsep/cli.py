@@ -241,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per model call (default 30)")
     p.add_argument("--context-seconds", type=float, default=2.0,
                    help="context on each side of a chunk (default 2)")
-    p.add_argument("--batch-chunks", type=int, default=4,
-                   help="chunks stacked into one model call (default 4; more is faster and takes more memory)")
+    p.add_argument("--batch-chunks", type=int, default=6,
+                   help="chunks stacked into one model call (default 6; more is faster and takes more memory)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--n-fft", type=int, default=2048, help="STFT size of an oracle (default 2048)")
     p.add_argument("--hop", type=int, default=512, help="STFT hop of an oracle (default 512)")
