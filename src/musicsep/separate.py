@@ -117,12 +117,14 @@ class _Framing:
         """Windowed inverse FFT of frames ``(..., freq, frames)``, overlap-added
         into ``out`` ``(..., (frames - 1) * hop + n_fft)`` (not normalised)."""
         frames = torch.fft.irfft(spec.transpose(-1, -2), n=self.n_fft, dim=-1)   # (..., frames, n_fft)
-        frames = frames.mul_(self.window).cpu()
-        _overlap_add(out, frames, self.hop)
+        _overlap_add(out, frames.cpu(), self.hop, self.window.cpu())
 
-    def envelope_into(self, out: torch.Tensor, f0: int, f1: int) -> None:
-        """The squared window overlap-added over frames ``[f0, f1)``, into ``out``."""
-        _overlap_add(out, self.window.square().cpu().expand(f1 - f0, -1), self.hop)
+    def envelope(self) -> torch.Tensor:
+        """The squared window overlap-added over all frames: ``(length + 2 * pad,)``."""
+        out = torch.zeros(self.length + 2 * self.pad)
+        _overlap_add(out[:self.samples(0, self.frames)[1]], self.window.square().cpu().expand(self.frames, -1),
+                     self.hop)
+        return out
 
     def chunks(self, chunk_frames: int, context_frames: int = 0) -> list[tuple[int, int, int, int]]:
         """``(f0, f1, c0, c1)``: output frames ``[f0, f1)`` computed from the
@@ -139,14 +141,18 @@ class _Framing:
         return out
 
 
-def _overlap_add(out: torch.Tensor, frames: torch.Tensor, hop: int) -> None:
-    """``out[..., t * hop + i] += frames[..., t, i]``: overlap-add of frames
-    ``(..., frames, n_fft)`` in place. Where the hop divides the frame length
-    (the usual case) each of the ``n_fft / hop`` segments of every frame lands
-    on a contiguous run of ``out``: a few strided additions, several times
-    faster on the CPU than ``nn.functional.fold`` (col2im)."""
+def _overlap_add(out: torch.Tensor, frames: torch.Tensor, hop: int, window: torch.Tensor | None = None) -> None:
+    """``out[..., t * hop + i] += frames[..., t, i] * window[i]``: overlap-add
+    of frames ``(..., frames, n_fft)`` in place, windowed when ``window`` is
+    given. Where the hop divides the frame length (the usual case) each of the
+    ``n_fft / hop`` segments of every frame lands on a contiguous run of
+    ``out``: a few strided additions (multiply-adds with the window's
+    segment), several times faster on the CPU than ``nn.functional.fold``
+    (col2im)."""
     count, n_fft = frames.shape[-2:]
     if n_fft % hop:
+        if window is not None:
+            frames = frames * window
         lead = frames.shape[:-2]
         folded = torch.nn.functional.fold(frames.reshape(-1, count, n_fft).transpose(1, 2),
                                           output_size=(1, (count - 1) * hop + n_fft),
@@ -154,8 +160,11 @@ def _overlap_add(out: torch.Tensor, frames: torch.Tensor, hop: int) -> None:
         out += folded.reshape(*lead, -1)
         return
     for j in range(n_fft // hop):
-        out[..., j * hop:j * hop + count * hop].unflatten(-1, (count, hop)).add_(
-            frames[..., j * hop:(j + 1) * hop])
+        run = out[..., j * hop:j * hop + count * hop].unflatten(-1, (count, hop))
+        if window is None:
+            run.add_(frames[..., j * hop:(j + 1) * hop])
+        else:
+            run.addcmul_(frames[..., j * hop:(j + 1) * hop], window[j * hop:(j + 1) * hop])
 
 
 class _OverlapAdd:
@@ -167,16 +176,16 @@ class _OverlapAdd:
         self.framing = framing
         padded = framing.length + 2 * framing.pad
         self.out = np.zeros(lead_shape + (padded,), dtype=np.float32)
-        self.env = np.zeros(padded, dtype=np.float32)
 
     def add(self, spec: torch.Tensor, f0: int, f1: int) -> None:
         s0, s1 = self.framing.samples(f0, f1)
         self.framing.overlap_add_into(torch.from_numpy(self.out)[..., s0:s1], spec)
-        self.framing.envelope_into(torch.from_numpy(self.env)[s0:s1], f0, f1)
 
     def result(self) -> np.ndarray:
+        """The sum normalised by the squared window over all frames (every
+        frame is added once by the end)."""
         pad, length = self.framing.pad, self.framing.length
-        env = self.env[pad:pad + length]
+        env = self.framing.envelope().numpy()[pad:pad + length]
         scale = np.divide(1.0, env, out=np.zeros_like(env), where=env > 1e-11)
         return self.out[..., pad:pad + length] * scale
 
