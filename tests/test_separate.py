@@ -161,18 +161,32 @@ def test_chunked_separation_matches_whole_track():
         np.testing.assert_allclose(batched[k], one_by_one[k], atol=1e-6 * peak)
 
 
-def test_chunk_windows_have_one_length_and_cover_their_chunk():
-    """Every window is chunk + 2 * context frames (shifted inwards at the
-    ends), so chunks stack into one batch; the chunks tile the track."""
+def test_chunk_windows_have_one_length_tile_the_track_and_keep_their_context():
+    """Windows of one length (they stack into one batch), none longer than
+    chunk + 2 * context; the chunks tile the track, each with the context
+    frames on both sides that the track has; tiled so that the model sees
+    ``frames + 2 * (chunks - 1) * context`` frames up to rounding; a track
+    that fits one window is one chunk."""
     framing = _Framing(44100 * 7, 2048, 512, torch.hann_window(2048))
-    for chunk, context in [(50, 10), (100, 0), (200, 300), (1000, 5)]:
+    frames = framing.frames
+    for chunk, context in [(50, 10), (100, 0), (200, 300), (1000, 5), (150, 40), (1, 0), (3, 1), (7, 2)]:
         chunks = framing.chunks(chunk, context)
-        assert [c1 - c0 for *_, c0, c1 in chunks] == [min(framing.frames, chunk + 2 * context)] * len(chunks)
-        assert chunks[0][0] == 0 and chunks[-1][1] == framing.frames
+        window = chunks[0][3] - chunks[0][2]
+        assert all(c1 - c0 == window for *_, c0, c1 in chunks)
+        assert window <= chunk + 2 * context
+        assert chunks[0][0] == 0 and chunks[-1][1] == frames
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
         for f0, f1, c0, c1 in chunks:
-            assert 0 <= c0 <= f0 < f1 <= c1 <= framing.frames
-            assert f0 - c0 >= min(context, f0) and c1 - f1 >= min(context, framing.frames - f1)
+            assert 0 <= c0 <= f0 < f1 <= c1 <= frames
+            assert f0 - c0 >= min(context, f0) and c1 - f1 >= min(context, frames - f1)
+        if frames <= chunk + 2 * context:
+            assert chunks == [(0, frames, 0, frames)]
+        else:
+            assert len(chunks) <= -(-frames // chunk)
+            assert len(chunks) * window < frames + 2 * (len(chunks) - 1) * context + len(chunks)
+    # a track just over one chunk: two windows of half its length plus context, not two of chunk + context
+    framing = _Framing(512 * 3400, 2048, 512, torch.hann_window(2048))
+    assert [c1 - c0 for *_, c0, c1 in framing.chunks(2584, 173)] == [1874, 1874]
 
 
 def test_separator_rejects_a_bad_batch():

@@ -128,16 +128,27 @@ class _Framing:
 
     def chunks(self, chunk_frames: int, context_frames: int = 0) -> list[tuple[int, int, int, int]]:
         """``(f0, f1, c0, c1)``: output frames ``[f0, f1)`` computed from the
-        frames ``[c0, c1)`` around them. Every window ``[c0, c1)`` has the same
-        length, ``chunk_frames + 2 * context_frames`` (or the whole track when
-        it is shorter): at the track's ends it is shifted inwards, so the edge
-        chunks get more context on their inner side, and chunks can be stacked
-        into one batch."""
-        window = min(self.frames, chunk_frames + 2 * context_frames)
+        frames ``[c0, c1)`` around them; the chunks tile the track.
+
+        A track of at most ``chunk_frames + 2 * context_frames`` frames is one
+        window. A longer one is cut into ``n = ceil(frames / chunk_frames)``
+        windows of one length (so that they stack into one batch), tiled so
+        that each has ``context_frames`` of context on its inner sides and the
+        two edge chunks, which need none on their outer side, keep those
+        frames instead: ``n * window = frames + 2 * (n - 1) * context`` (up to
+        rounding), against ``n * (chunk + 2 * context)`` for windows centred
+        on chunks of ``chunk_frames``. No window is longer than
+        ``chunk_frames + 2 * context_frames``."""
+        frames, ctx = self.frames, context_frames
+        n = -(-frames // chunk_frames)
+        if n == 1 or frames <= chunk_frames + 2 * ctx:
+            return [(0, frames, 0, frames)]
+        window = -(-(frames + 2 * (n - 1) * ctx) // n)
+        bounds = [0] + list(range(window - ctx, frames, window - 2 * ctx))[:n - 1] + [frames]
         out = []
-        for f0 in range(0, self.frames, chunk_frames):
-            c0 = min(max(0, f0 - context_frames), self.frames - window)
-            out.append((f0, min(f0 + chunk_frames, self.frames), c0, c0 + window))
+        for f0, f1 in zip(bounds[:-1], bounds[1:]):
+            c0 = min(max(0, f0 - ctx), frames - window)
+            out.append((f0, f1, c0, c0 + window))
         return out
 
 
