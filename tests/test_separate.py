@@ -18,8 +18,8 @@ from musicsep import SOURCES, STREAMS, MusicsepError
 from musicsep.audio import decode
 from musicsep.cli import main
 from musicsep.models import build_model
-from musicsep.separate import (BLOCK_FRAMES, ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, _oracle_masks, oracle, oracle_shard,
-                               separate_file, separate_shard, wiener)
+from musicsep.separate import (BLOCK_FRAMES, ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, _oracle_masks,
+                               _padded_segment, oracle, oracle_shard, separate_file, separate_shard, wiener)
 
 SR, N_FFT, HOP = 16000, 512, 128
 TINY = dict(hidden=8, layers=1, n_mels=32, n_fft=N_FFT, hop=HOP, sample_rate=SR)
@@ -135,6 +135,21 @@ def test_chunked_stft_and_overlap_add_reconstruct_the_signal(n_fft, hop):
     for f0, f1, _, _ in framing.chunks(7):
         acc.add(framing.stft(lambda a, b: x[:, a:b], f0, f1), f0, f1)
     np.testing.assert_allclose(acc.result(), x, atol=1e-5)
+
+
+def test_padded_segments_are_the_reflection_padded_signal():
+    """Any span of the signal padded as torch.stft(center=True) pads it, read
+    in pieces: the reflected ends, the inside, or both for a short signal."""
+    rng = np.random.default_rng(0)
+    pad = 64
+    for length in (65, 66, 200, 1000):
+        x = rng.standard_normal((2, length)).astype(np.float32)
+        padded = torch.nn.functional.pad(torch.from_numpy(x)[None], (pad, pad), mode="reflect")[0].numpy()
+        for start in range(0, length + 2 * pad, 7):
+            for stop in {start + 1, start + 50, start + 2 * pad + 1, length + 2 * pad}:
+                stop = min(stop, length + 2 * pad)
+                got = _padded_segment(lambda a, b: x[:, a:b], length, start, stop, pad)
+                np.testing.assert_array_equal(got, padded[:, start:stop], err_msg=f"{length} [{start}, {stop})")
 
 
 def test_chunked_separation_matches_whole_track():

@@ -65,15 +65,23 @@ Reader = Callable[[int, int], np.ndarray]
 def _padded_segment(read: Reader, length: int, start: int, stop: int, pad: int) -> np.ndarray:
     """Samples ``[start, stop)`` of the signal reflection-padded by ``pad`` on
     both sides (``torch.stft(center=True)``'s padding), reading only what is
-    needed. Signals too short to reflect (``length <= pad``) are zero-padded."""
-    if pad <= start and stop - pad <= length:             # inside the signal: no padding to make
-        return np.ascontiguousarray(read(start - pad, stop - pad))
-    idx = np.arange(start - pad, stop - pad)
-    if length > pad:
-        idx = np.abs(idx)
-        idx = np.where(idx >= length, 2 * (length - 1) - idx, idx)
-        lo, hi = int(idx.min()), int(idx.max()) + 1
-        return np.ascontiguousarray(read(lo, hi)[..., idx - lo])
+    needed (inside the signal, what ``read`` gives: possibly a view). Signals
+    too short to reflect (``length <= pad``) are zero-padded."""
+    lo, hi = start - pad, stop - pad                      # in the signal's indices
+    if 0 <= lo and hi <= length:                          # inside the signal: no padding to make
+        return read(lo, hi)
+    idx = np.arange(lo, hi)
+    if length > pad:            # the reflected ends gathered, the part inside the signal read as it is
+        parts = []
+        if lo < 0:
+            head = -idx[:min(-lo, hi - lo)]
+            parts.append(read(int(head.min()), int(head.max()) + 1)[..., head - head.min()])
+        if max(lo, 0) < min(hi, length):
+            parts.append(read(max(lo, 0), min(hi, length)))
+        if hi > length:
+            tail = 2 * (length - 1) - idx[max(length - lo, 0):]
+            parts.append(read(int(tail.min()), int(tail.max()) + 1)[..., tail - tail.min()])
+        return np.concatenate(parts, axis=-1)
     block = read(0, length)
     out = np.zeros(block.shape[:-1] + (len(idx),), dtype=np.float32)
     inside = (idx >= 0) & (idx < length)
