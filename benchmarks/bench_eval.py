@@ -17,7 +17,8 @@
    masking, the inverse STFT, the context frames and its bookkeeping. The
    third has the context frames too, so that ratio is the cost of everything
    around the LSTM alone. The four contenders are run in turn and medians
-   compared. Goal: bare / ours >= 0.7. The frames and batches of each are
+   compared (beside them, the fastest repetitions' ratio and the median of
+   the per-repetition ratios, "paired"). Goal: bare / ours >= 0.7. The frames and batches of each are
    printed. ``--profile`` then times the stages of one
    separation (a stage-by-stage replica of ``Separator.separate``, checked
    against its output).
@@ -106,6 +107,13 @@ def interleave(runs: dict, reps: int, warm_up: bool = True, alternate: bool = Fa
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def paired(numerators: list[float], denominators: list[float]) -> float:
+    """The median over repetitions of the ratio of two contenders' timings in
+    the same repetition (seconds apart, so a burst of other work that slows
+    both cancels)."""
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def disturbed(times: dict[str, list[float]], what: str, factor: float = 1.5) -> None:
@@ -207,13 +215,14 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
     med = {k: statistics.median(v) for k, v in times.items()}
     best = {k: min(v) for k, v in times.items()}
     ours, ours_best = med["Separator.separate"], best["Separator.separate"]
-    print(f"{'contender':22} {'median s':>9} {'fastest s':>10} {'slowest s':>10} {'x real time':>12} "
-          f"{'(fastest)':>10} {'bare/ours':>10} {'(fastest)':>10}  issue's x real time")
+    print(f"{'contender':26} {'median s':>9} {'fastest s':>10} {'slowest s':>10} {'x real time':>12} "
+          f"{'(fastest)':>10} {'bare/ours':>10} {'(fastest)':>10} {'(paired)':>9}  issue's x real time")
     for name in runs:
-        bare_ratio = f"{med[name] / ours:10.2f} {best[name] / ours_best:10.2f}" if name != "Separator.separate" \
-            else f"{'':10} {'':10}"
+        bare_ratio = f"{med[name] / ours:10.2f} {best[name] / ours_best:10.2f} " \
+                     f"{paired(times[name], times['Separator.separate']):9.2f}" \
+            if name != "Separator.separate" else f"{'':10} {'':10} {'':9}"
         issue = f"  {ISSUE_BARE[name]:.0f}" if name in ISSUE_BARE else ""
-        print(f"{name:22} {med[name]:9.3f} {best[name]:10.3f} {max(times[name]):10.3f} "
+        print(f"{name:26} {med[name]:9.3f} {best[name]:10.3f} {max(times[name]):10.3f} "
               f"{seconds / med[name]:12.1f} {seconds / best[name]:10.1f} {bare_ratio}{issue}")
     print("per repetition, s: " + "; ".join(f"{name} " + " ".join(f"{x:.2f}" for x in v)
                                             for name, v in times.items()))
@@ -227,6 +236,7 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
         ratio = med[name] / ours
         note(f"bare {short} / Separator", ratio, ".2f", f">= {GOAL_SEPARATION}", ratio >= GOAL_SEPARATION)
         note(f"bare {short} / Separator, fastest reps", best[name] / ours_best, ".2f")
+        note(f"bare {short} / Separator, paired", paired(times[name], times["Separator.separate"]), ".2f")
     if profile:
         profile_separation(separator, mixture, lstm, x_batched, x_long)
 
