@@ -453,7 +453,7 @@ class Separator:
             mel = self.model.mel_masks(magnitude(specs.flatten(0, 1))).unflatten(0, specs.shape[:2])
             for (f0, f1, c0, _), m, spec in zip(batches[i], mel, specs):
                 if self.wiener:
-                    estimates = wiener(to_linear(m.float()).transpose(0, 1) * spec, spec)
+                    estimates = wiener(_apply_masks(to_linear(m.float()), spec), spec)
                     acc.add(estimates[..., f0 - c0:f1 - c0], f0, f1)
                     continue
                 # the kept frames in blocks: masks, product and inverse FFT of a block stay in cache
@@ -610,7 +610,8 @@ def _default_device() -> str:
 
 def separate_file(input_path: str | Path, model_path: str | Path | Separator, out_dir: str | Path, *,
                   wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
-                  batch_chunks: int = BATCH_CHUNKS, progress: bool = True, device: str | None = None) -> dict[str, Path]:
+                  batch_chunks: int = BATCH_CHUNKS, progress: bool = True,
+                  device: str | None = None) -> dict[str, Path]:
     """Separate any audio file ffmpeg reads into ``{out_dir}/{target}.wav``.
 
     The file is decoded once at its own rate as stereo (mono duplicated, more
@@ -671,7 +672,8 @@ def _open_shard(path: str | Path):
 
 def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Path, *,
                    wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
-                   batch_chunks: int = BATCH_CHUNKS, progress: bool = True, device: str | None = None) -> dict[str, Path]:
+                   batch_chunks: int = BATCH_CHUNKS, progress: bool = True,
+                   device: str | None = None) -> dict[str, Path]:
     """The workflow's separation job: the mixture (row 0) of a shard, separated
     by a model (a model file, a model, or a :class:`Separator`) into
     ``{out_dir}/{target}.wav`` at the shard's rate (which must be the model's)."""
