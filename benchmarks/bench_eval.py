@@ -18,10 +18,10 @@
    third has the context frames too, so that ratio is the cost of everything
    around the LSTM alone. The four contenders are run in turn and medians
    compared (beside them, the fastest repetitions' ratio and the median of
-   the per-repetition ratios, "paired"). Goal: bare / ours >= 0.7. The frames and batches of each are
-   printed. ``--profile`` then times the stages of one
-   separation (a stage-by-stage replica of ``Separator.separate``, checked
-   against its output).
+   the per-repetition ratios, "paired"). Goal: bare / ours >= 0.7. The
+   frames and batches of each are printed. ``--profile`` then times the
+   stages of one separation (a stage-by-stage replica of
+   ``Separator.separate``, checked against its output).
 2. Evaluation: our job ``musicsep.evaluate.evaluate_track`` (JSON written)
    against museval's own ``eval_mus_track`` (``output_dir`` given, so it writes
    the same JSON) on the same references and estimates of a stereo 44.1 kHz toy
@@ -292,7 +292,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                     mask = features.to_linear(m[..., keep])
                     tick("to_linear (kept frames; mel -> linear pinv matmul, clamp)")
                     estimates = _apply_masks(mask, spec[..., keep])
-                    tick("masks * X (kept frames; a real product, frames-major)")
+                    tick("masks * X (kept frames; complex by real, frames-major)")
                     frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
                     tick("irfft")
                     s0, s1 = framing.samples(b0, b1)
