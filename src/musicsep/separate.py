@@ -20,11 +20,12 @@ and with context the chunked and whole-track estimates agree closely: on a
 random tiny BLSTM with 1 s of context the largest difference is about 1e-7
 of the signal's peak (without context, about 1e-2); the test's bound is
 1e-2 of the peak. How far a trained BLSTM carries context is for a
-measurement on real tracks to say; ``context_seconds`` sets it. (The toy
-run's briefly trained BLSTM mask model, 4 s chunks on its test tracks: the
-chunked estimates agree with the whole-track ones to 33 dB without context,
-111 dB with 0.5 s, 148 dB with 1 s, float32 rounding; a model trained
-longer may carry context further.) Models that
+measurement on real tracks to say (``benchmarks/bench_context.py``);
+``context_seconds`` sets it. (The toy run's briefly trained BLSTM mask
+model, 4 s chunks on its test tracks: the chunked estimates agree with the
+whole-track ones to 34 dB without context, 112 dB with 0.5 s, 148 dB with
+1 s, float32 rounding; a model trained longer may carry context further.)
+Models that
 cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
 
