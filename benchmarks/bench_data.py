@@ -51,14 +51,11 @@ from musicsep.dataset import VALID_TRACKS, Dataset
 from musicsep.memory import reuse_freed_memory
 from musicsep.shard import write_shard
 
+from common import SUMMARY, note, print_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
 RATE = 44100
-SUMMARY: list[tuple[str, str, str, bool | None]] = []   # (figure, value, goal, met)
-
-
-def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool | None = None) -> None:
-    SUMMARY.append((figure, format(value, fmt), goal or "", met))
 
 
 def interleave(runs: dict, reps: int, before=lambda: None) -> dict[str, float]:
@@ -290,10 +287,7 @@ def main() -> None:
         bench_loader(example, long_stem, work, args.seconds, n, loader_reps)
         bench_dry_run(example, work, dry_reps)
     print("\n== Summary")
-    width = max(len(f) for f, *_ in SUMMARY)
-    for figure, value, goal, met in SUMMARY:
-        mark = "" if met is None else ("met" if met else "MISSED")
-        print(f"{figure:{width}} {value:>8} {goal:>7} {mark}")
+    print_summary(8)
 
 
 if __name__ == "__main__":

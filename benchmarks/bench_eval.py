@@ -78,6 +78,8 @@ from musicsep.memory import reuse_freed_memory
 from musicsep.models import build_model
 from musicsep.separate import Separator, _balanced
 
+from common import SUMMARY, note, paired, print_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 RATE, N_FFT, HOP, N_MELS, HIDDEN, LAYERS, DROPOUT = 44100, 2048, 512, 300, 300, 4, 0.3
 CHUNK_SECONDS = 30.0
@@ -85,11 +87,6 @@ GOAL_SEPARATION = 0.7     # bare LSTM time / Separator time, at least
 GOAL_EVALUATION = 1.05    # evaluate_track time / eval_mus_track time, at most
 # what the issue reports for the bare stack on 2 cores (x real time)
 ISSUE_BARE = {"bare, batched chunks": 55.0, "bare, one sequence": 34.0}
-SUMMARY: list[tuple[str, str, str, bool | None]] = []   # (figure, value, goal, met)
-
-
-def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool | None = None) -> None:
-    SUMMARY.append((figure, format(value, fmt), goal or "", met))
 
 
 def interleave(runs: dict, reps: int, warm_up: bool = True, alternate: bool = False) -> dict[str, list[float]]:
@@ -107,13 +104,6 @@ def interleave(runs: dict, reps: int, warm_up: bool = True, alternate: bool = Fa
             fn()
             times[name].append(time.perf_counter() - start)
     return times
-
-
-def paired(numerators: list[float], denominators: list[float]) -> float:
-    """The median over repetitions of the ratio of two contenders' timings in
-    the same repetition (seconds apart, so a burst of other work that slows
-    both cancels)."""
-    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def disturbed(times: dict[str, list[float]], what: str, factor: float = 1.5) -> None:
@@ -551,10 +541,7 @@ def main() -> None:
     print(f"\n== Summary (CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           + "".join(f"{r}; " for r in ran) + f"1-min load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after, {os.cpu_count()} CPUs)")
-    width = max(len(f) for f, *_ in SUMMARY)
-    for figure, value, goal, met in SUMMARY:
-        mark = "" if met is None else ("met" if met else "MISSED")
-        print(f"{figure:{width}} {value:>9} {goal:>7} {mark}")
+    print_summary()
     if load_before[0] > 0.5 * (os.cpu_count() or 1):
         print(f"note: the machine was busy before the run (load {load_before[0]:.2f} on {os.cpu_count()} CPUs); "
               "medians may be inflated, the 'fastest' figures less so")

@@ -63,6 +63,8 @@ from musicsep.memory import reuse_freed_memory
 from musicsep.models import build_model
 from musicsep.train import RankBatches, compute_loss, make_optimizer, optimizer_step
 
+from common import SUMMARY, note, paired, print_summary
+
 RATE, N_FFT, HOP, N_MELS, LOG_EPS, DROPOUT, CLIP = 44100, 2048, 512, 300, 1e-6, 0.3, 100.0
 # model -> (loss, extra model_args), as the experiments of config/config.yaml
 MODELS = {
@@ -70,16 +72,6 @@ MODELS = {
     "conditional_centroids": ("l1_dc", {"dim": 15, "covariance": "tied_diag", "em_iterations": 0}),
     "deep_clustering": ("dc", {"dim": 20, "clustering": "kmeans"}),
 }
-SUMMARY: list[tuple[str, str, str, bool | None]] = []   # (figure, value, goal, met)
-
-
-def note(figure: str, value: float, fmt: str, goal: str | None = None, met: bool | None = None) -> None:
-    SUMMARY.append((figure, format(value, fmt), goal or "", met))
-
-
-def paired(numerators: list[float], denominators: list[float]) -> float:
-    """The median over repetitions of the ratio of two contenders' timings in the same repetition."""
-    return statistics.median(a / b for a, b in zip(numerators, denominators))
 
 
 def sync(device: torch.device) -> None:
@@ -309,10 +301,7 @@ def main() -> None:
     print(f"\n== Summary (device {device}, {seconds} s x batch {batch}, hidden {hidden}, layers {layers}, "
           f"n_mels {N_MELS}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"1-min load average {load_before:.2f} before, {load_after:.2f} after, {os.cpu_count()} CPUs)")
-    width = max(len(f) for f, *_ in SUMMARY)
-    for figure, value, goal, met in SUMMARY:
-        mark = "" if met is None else ("met" if met else "MISSED")
-        print(f"{figure:{width}} {value:>9} {goal:>7} {mark}")
+    print_summary()
     if not cuda and load_before > 0.5 * (os.cpu_count() or 1):
         print(f"note: the machine was busy before the run (load {load_before:.2f} on {os.cpu_count()} CPUs); "
               "medians may be inflated, the 'fastest' figures less so")
