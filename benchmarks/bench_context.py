@@ -46,12 +46,12 @@ from musicsep.separate import TARGETS, Separator
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """10 log10(|reference|² / |reference - estimate|²), in dB (capped at 300 dB for equal signals)."""
-    error = float(np.sum((reference.astype(np.float64) - estimate) ** 2))
-    return 10 * math.log10(float(np.sum(reference.astype(np.float64) ** 2)) / max(error, 1e-30))
+    """10 log10(|reference|² / |reference - estimate|²), in dB (the error floored at 1e-30 for equal signals)."""
+    reference = reference.astype(np.float64)
+    return 10 * math.log10(float(np.sum(reference ** 2)) / max(float(np.sum((reference - estimate) ** 2)), 1e-30))
 
 
-def test_shards(shards: Path, tracks: Path, split: str, most: int) -> list[Path]:
+def split_shards(shards: Path, tracks: Path, split: str, most: int) -> list[Path]:
     if tracks.is_file():
         with open(tracks, newline="") as fh:
             slugs = [row["slug"] for row in csv.DictReader(fh, delimiter="\t") if row["split"] == split]
@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     reuse_freed_memory()
 
-    paths = test_shards(args.shards, args.tracks, args.split, args.max_tracks)
+    paths = split_shards(args.shards, args.tracks, args.split, args.max_tracks)
     tracks = []
     for path in paths:
         with h5py.File(path, "r") as h5:
