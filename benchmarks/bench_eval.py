@@ -3,7 +3,9 @@
 1. Separation speed: ``Separator(model, chunk_seconds=30).separate(mixture)``
    on a stereo 44.1 kHz track (3 minutes; the toy synth's mixture, or noise)
    with a ``blstm_mask`` model of the paper's shape (n_fft 2048, hop 512, 300
-   mels, 4 BLSTM layers of 300, random weights, eval mode), on the CPU, against
+   mels, 4 BLSTM layers of 300, random weights, eval mode), on the CPU (or,
+   with ``--device cuda``, both contenders on the GPU, timed to the end of
+   their queued work), against
    a bare ``nn.LSTM`` stack of the model's shape (input 300, hidden 300, 4
    layers, bidirectional, batch_first) running forward under ``no_grad`` over
    the same frames: "batched chunks" (the frames cut into chunks of the
@@ -47,7 +49,7 @@ single other busy process makes the LSTM several times slower, and a few make
 it tens of times slower (each time step's parallel region waits for a thread
 that lost its core); a "disturbed" note says when the repetitions spread. Run from the repository root with the virtual environment:
 
-    python benchmarks/bench_eval.py [--quick] [--seconds 180] [--reps 5] [--profile]
+    python benchmarks/bench_eval.py [--quick] [--seconds 180] [--reps 5] [--profile] [--device cuda]
                                     [--eval-seconds 30] [--eval-reps 3] [--scores results/scores.csv]
 
 Defaults: a 180 s track, 5 repetitions (about 3 minutes on 2 idle cores), a
@@ -142,12 +144,25 @@ def paper_model() -> nn.Module:
                        hidden=HIDDEN, layers=LAYERS, dropout=DROPOUT).eval()
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that a timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+    return f"the CPU ({torch.get_num_threads()} torch threads)"
+
+
 def bare_lstm() -> nn.LSTM:
     return nn.LSTM(N_MELS, HIDDEN, num_layers=LAYERS, dropout=DROPOUT, bidirectional=True,
                    batch_first=True).eval()
 
 
-def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile: bool) -> None:
+def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile: bool,
+                     device: torch.device) -> None:
     samples = int(round(seconds * RATE))
     start = time.perf_counter()
     if signal == "toy":
@@ -160,23 +175,25 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
     made = time.perf_counter() - start
     samples = mixture.shape[-1]
     model = paper_model()
-    separator = Separator(model, chunk_seconds=CHUNK_SECONDS)
+    separator = Separator(model, chunk_seconds=CHUNK_SECONDS, device=device)
     channels = mixture.shape[0]
     frames = 1 + samples // HOP
     chunk, context = separator.chunk_frames()
     n_chunks = math.ceil(frames / chunk)
     fed = sum(c1 - c0 for _, _, c0, c1 in separator._framing(samples).chunks(chunk, context))
-    lstm = bare_lstm()
+    lstm = bare_lstm().to(device)
     generator = torch.Generator().manual_seed(0)
     x_long = torch.randn(channels, frames, N_MELS, generator=generator)
     padded = torch.nn.functional.pad(x_long, (0, 0, 0, n_chunks * chunk - frames))
-    x_batched = padded.reshape(channels * n_chunks, chunk, N_MELS).contiguous()
+    x_batched = padded.reshape(channels * n_chunks, chunk, N_MELS).contiguous().to(device)
     # the windows the Separator's model sees (chunk + context), in its calls
     windows = [torch.stack([x_long[c, c0:c1] for _, _, c0, c1 in call for c in range(channels)])
                for call in _balanced(separator._framing(samples).chunks(chunk, context), separator.batch_chunks)]
+    windows = [w.to(device) for w in windows]
+    x_long = x_long.to(device)
 
     print(f"\n== 1. Separation of a {seconds:g} s stereo track ({what}, made in {made:.1f} s) vs a bare "
-          f"LSTM stack forward (median and fastest of {reps} interleaved repetitions)")
+          f"LSTM stack forward on {describe(device)} (median and fastest of {reps} interleaved repetitions)")
     print(f"blstm_mask: n_fft {N_FFT}, hop {HOP}, {N_MELS} mels, {LAYERS} x BLSTM {HIDDEN}, "
           f"{sum(p.numel() for p in model.parameters()):,d} parameters; Separator(chunk_seconds="
           f"{separator.chunk_seconds:g}, context_seconds={separator.context_seconds:g}, "
@@ -192,12 +209,14 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
         def run():
             with torch.no_grad():
                 lstm(x)
+            synchronize(device)
         return run
 
     def bare_windows():
         with torch.no_grad():
             for w in windows:
                 lstm(w)
+        synchronize(device)
 
     runs = {"bare, batched chunks": bare(x_batched), "bare, one sequence": bare(x_long),
             "bare, Separator's windows": bare_windows, "Separator.separate": lambda: separator.separate(mixture)}
@@ -248,6 +267,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
             self.t = time.perf_counter()
 
         def __call__(self, stage: str) -> None:
+            synchronize(separator.device)
             now = time.perf_counter()
             stages[stage] = stages.get(stage, 0.0) + now - self.t
             self.t = now
@@ -286,8 +306,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                     frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
                     tick("irfft")
                     s0, s1 = framing.samples(b0, b1)
-                    _overlap_add(torch.from_numpy(acc.out)[..., s0:s1], frames_t.cpu(), framing.hop,
-                                 framing.window.cpu())
+                    _overlap_add(acc.out[..., s0:s1], frames_t, framing.hop, framing.window)
                     tick("windowed overlap-add into the output (strided multiply-adds)")
         result = acc.result()
         tick("normalise (window envelope, times its inverse)")
@@ -309,6 +328,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
             for name, x in (("batched chunks", x_batched), ("one sequence", x_long)):
                 start = time.perf_counter()
                 lstm(x)
+                synchronize(separator.device)
                 bare[name].append(time.perf_counter() - start)
     peak = max(float(np.abs(v).max()) for v in reference.values()) or 1.0
     diff = max(float(np.abs(out[k] - reference[k]).max()) for k in reference)
@@ -511,6 +531,9 @@ def main() -> None:
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--profile", action="store_true",
                         help="after benchmark 1, time one separation stage by stage")
+    parser.add_argument("--device", default="cpu",
+                        help="where benchmark 1 runs the Separator and the bare stack: cpu (default; the goal's "
+                             "setting) or cuda[:N]")
     args = parser.parse_args()
     # as the command line does, for every contender alike (MUSICSEP_MALLOC=system: glibc's defaults)
     print(f"allocator: {'freed blocks kept for reuse' if reuse_freed_memory() else 'system defaults'}")
@@ -529,7 +552,7 @@ def main() -> None:
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} (1, 5, 15 min)")
     if 1 in only:
-        bench_separation(seconds, reps, args.signal, args.seed, args.profile)
+        bench_separation(seconds, reps, args.signal, args.seed, args.profile, torch.device(args.device))
     if 2 in only:
         bench_evaluation(eval_seconds, eval_reps, args.seed)
     if 3 in only:
@@ -538,7 +561,8 @@ def main() -> None:
     load_after = os.getloadavg()
     ran = ([f"separation {seconds:g} s x {reps} reps"] if 1 in only else []) + \
         ([f"evaluation {eval_seconds:g} s x {eval_reps}"] if 2 in only else [])
-    print(f"\n== Summary (CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+    where = f"separation on {args.device}, " if args.device != "cpu" and 1 in only else ""
+    print(f"\n== Summary ({where}CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           + "".join(f"{r}; " for r in ran) + f"1-min load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after, {os.cpu_count()} CPUs)")
     print_summary()

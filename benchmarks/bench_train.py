@@ -28,6 +28,7 @@ machine). Run from the repository root with the virtual environment:
 
     python benchmarks/bench_train.py [--quick] [--device cuda] [--hidden 300 --layers 4]
                                      [--batch 4] [--seconds 1.0] [--workers 2] [--profile]
+                                     [--shards results/data/shards/*.h5]
 
 Defaults on CPU: paper-size models (hidden 300, 4 layers, 300 mels) on a batch
 of 4 excerpts of 1.0 s, 11 repetitions of timings of >= 1 s each (about a
@@ -175,6 +176,9 @@ def main() -> None:
     parser.add_argument("--loader-batches", type=int, help="batches per loader epoch (default 40; --quick 20)")
     parser.add_argument("--profile", action="store_true",
                         help="finally, torch.profiler's top operators over 3 steps of each contender")
+    parser.add_argument("--shards", type=Path, nargs="+",
+                        help="benchmark 2's loader over these shards (e.g. results/data/shards/*.h5) instead of "
+                             "toy tracks written for the run (which needs ffmpeg)")
     args = parser.parse_args()
     # as the command line does, for every contender alike (MUSICSEP_MALLOC=system: glibc's defaults)
     print(f"allocator: {'freed blocks kept for reuse' if reuse_freed_memory() else 'system defaults'}")
@@ -191,11 +195,12 @@ def main() -> None:
     min_time = args.min_time or (0.3 if args.quick else 1.0)
     loader_batches = args.loader_batches or (20 if args.quick else 40)
     toy_tracks, toy_duration = (2, 6.0) if args.quick else (4, 12.0)
-    if not 0 < seconds < toy_duration:
+    if not 0 < seconds < toy_duration and not args.shards:
         parser.error(f"--seconds must be below the toy tracks' {toy_duration} s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if cuda:
+        device = torch.device("cuda", torch.cuda.current_device() if device.index is None else device.index)
         torch.cuda.set_device(device)
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
 
@@ -221,9 +226,15 @@ def main() -> None:
         params[name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        start = time.perf_counter()
-        shards = make_shards(Path(tmp), toy_tracks, toy_duration)
-        print(f"shards: {len(shards)} toy tracks of {toy_duration} s, written in {time.perf_counter() - start:.1f} s")
+        if args.shards:
+            shards = args.shards
+            print(f"shards: {len(shards)} given ({', '.join(p.name for p in shards[:3])}"
+                  f"{', ...' if len(shards) > 3 else ''})")
+        else:
+            start = time.perf_counter()
+            shards = make_shards(Path(tmp), toy_tracks, toy_duration)
+            print(f"shards: {len(shards)} toy tracks of {toy_duration} s, written in "
+                  f"{time.perf_counter() - start:.1f} s")
         dataset = ExcerptDataset(shards, seconds, incoherent=True, incoherent_tracks=False,
                                  samples_per_epoch=loader_batches * batch, seed=0)
 
