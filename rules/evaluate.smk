@@ -25,6 +25,7 @@ rule separate:
         out=lambda wc, output: os.path.dirname(output[0]),
         wiener="--wiener" if config["evaluation"]["wiener"] else "",
         chunk=config["evaluation"]["chunk_seconds"],
+        context=config["evaluation"]["context_seconds"],
         batch=config["evaluation"]["batch_chunks"],
     conda:
         ENV
@@ -32,7 +33,8 @@ rule separate:
         f"{RESULTS}/logs/separate/{{system}}/{{slug}}.log",
     shell:
         "python -m musicsep separate {input.shard:q} --shard --model {input.model:q} "
-        "--out {params.out:q} --chunk-seconds {params.chunk} --batch-chunks {params.batch} {params.wiener} 2> {log:q}"
+        "--out {params.out:q} --chunk-seconds {params.chunk} --context-seconds {params.context} "
+        "--batch-chunks {params.batch} {params.wiener} 2> {log:q}"
 
 
 rule oracle:

@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", action="store_true", help="INPUT is a shard: separate its mixture at its rate")
     p.add_argument("--wiener", action="store_true", help="multichannel Wiener post-filter (one iteration)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per model call (default 30)")
-    p.add_argument("--context-seconds", type=float, default=2.0,
-                   help="context on each side of a chunk (default 2)")
+    p.add_argument("--context-seconds", type=float, default=1.0,
+                   help="context on each side of a chunk (default 1)")
     p.add_argument("--batch-chunks", type=int, default=6,
                    help="chunks stacked into one model call (default 6; more is faster and takes more memory)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")

@@ -20,11 +20,12 @@ and with context the chunked and whole-track estimates agree closely: on a
 random tiny BLSTM with 1 s of context the largest difference is about 1e-7
 of the signal's peak (without context, about 1e-2); the test's bound is
 1e-2 of the peak. How far a trained BLSTM carries context is for a
-measurement on real tracks to say (``benchmarks/bench_context.py``);
-``context_seconds`` sets it. (The toy run's briefly trained BLSTM mask
-model, 4 s chunks on its test tracks: the chunked estimates agree with the
-whole-track ones to 34 dB without context, 112 dB with 0.5 s, 148 dB with
-1 s, float32 rounding; a model trained longer may carry context further.)
+measurement on its test tracks to say (``benchmarks/bench_context.py``);
+``context_seconds`` sets it, 1 s by default (:data:`CONTEXT_SECONDS`: two
+trained BLSTM mask models, 4 s chunks on toy test tracks, agree with their
+whole-track estimates to 34 and 46 dB without context, 111 and 138 dB with
+0.5 s, float32 rounding from 1 s on; a model trained on real music for
+longer may carry context further).
 Models that
 cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
@@ -346,6 +347,16 @@ BATCH_CHUNKS = 6
 (6 chunks of 30 s) in one call of 12 sequences, which a BLSTM runs about 10%
 faster per frame than two calls of 6 on a 2-core CPU."""
 
+CONTEXT_SECONDS = 1.0
+"""Context on each side of a chunk, by default. Two trained BLSTM mask
+models (the toy run's, and one of paper size trained for 1,500 steps of 20
+excerpts on a GPU) give the same estimates in chunks as whole to float32
+rounding from 0.5 s of context on (``benchmarks/bench_context.py``: 111 and
+138 dB with 0.5 s, 148 and 145 dB with 1 s); 1 s leaves a margin and costs
+a 3-minute track in 30 s chunks 5.6% more model frames, 2 s 11.2%. A model
+that carries context further (measure it with that script) can be given
+more: ``context_seconds``, ``evaluation.context_seconds``, ``--context-seconds``."""
+
 BLOCK_FRAMES = 256
 """Frames whose masks, masked spectrogram and inverse FFT are made at once
 (about 50 MB for a stereo four-source block at n_fft 2048): small enough to
@@ -381,7 +392,7 @@ class Separator:
     open-unmix does per window); ``device``: where the model runs.
     """
 
-    def __init__(self, model, *, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
+    def __init__(self, model, *, chunk_seconds: float = 30.0, context_seconds: float = CONTEXT_SECONDS,
                  batch_chunks: int = BATCH_CHUNKS, wiener: bool = False, device: str | torch.device = "cpu"):
         features = getattr(model, "features", None)
         if features is None or not callable(getattr(model, "mel_masks", None)):
@@ -617,7 +628,7 @@ def _default_device() -> str:
 
 
 def separate_file(input_path: str | Path, model_path: str | Path | Separator, out_dir: str | Path, *,
-                  wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
+                  wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = CONTEXT_SECONDS,
                   batch_chunks: int = BATCH_CHUNKS, progress: bool = True,
                   device: str | None = None) -> dict[str, Path]:
     """Separate any audio file ffmpeg reads into ``{out_dir}/{target}.wav``.
@@ -679,7 +690,7 @@ def _open_shard(path: str | Path):
 
 
 def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Path, *,
-                   wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = 2.0,
+                   wiener: bool = False, chunk_seconds: float = 30.0, context_seconds: float = CONTEXT_SECONDS,
                    batch_chunks: int = BATCH_CHUNKS, progress: bool = True,
                    device: str | None = None) -> dict[str, Path]:
     """The workflow's separation job: the mixture (row 0) of a shard, separated
