@@ -2,6 +2,7 @@
 process, NaN handling, and the self-describing model file."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from musicsep.models import load_model
 from musicsep.shard import write_shard
 from musicsep.summary import tracks_from_shards
 from musicsep.toy import make_toy_musdb
-from musicsep.train import STOPPED_EXIT, train
+from musicsep.train import MAX_AUTO_WORKERS, STOPPED_EXIT, loader_workers, train
 from musicsep.workflow import experiment_specs, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +158,22 @@ def test_changed_spec_moves_the_old_run_aside(data, tmp_path):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
     assert len(aside) == 1 and (aside[0] / "latest.pt").exists()
     assert json.loads((tmp_path / "run" / "spec.json").read_text())["training"]["lr"] == 1e-3
+
+
+def test_auto_loader_workers_follow_the_cpus_the_process_may_use(monkeypatch):
+    """training.workers null: the process's CPUs (its affinity, as SLURM sets
+    it), shared among the training processes on them, less one, at most 8."""
+    assert loader_workers(3) == 3 and loader_workers(0, sharing=4) == 0      # a number is kept
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, sorted(allowed)[:1])
+        assert loader_workers(None) == 0                                   # one CPU: load in the loop
+        if len(allowed) >= 2:
+            os.sched_setaffinity(0, sorted(allowed)[:2])
+            assert loader_workers(None) == 1
+            assert loader_workers(None, sharing=2) == 0
+    finally:
+        os.sched_setaffinity(0, allowed)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))     # a large GPU node
+    assert loader_workers(None) == MAX_AUTO_WORKERS
+    assert loader_workers(None, sharing=8) == 7

@@ -127,6 +127,22 @@ def check_spec(spec: dict) -> None:
 BUDGET_KEYS = ("epochs", "early_stop_patience", "workers", "checkpoint_minutes", "media_every")
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(setting: int | None, sharing: int = 1) -> int:
+    """DataLoader workers per training process: ``training.workers``, or when
+    that is None the CPUs this process may use (its affinity, which SLURM
+    sets to the job's or the task's CPUs) shared among the ``sharing``
+    training processes that have the same CPUs, less one for the training
+    loop itself, at most :data:`MAX_AUTO_WORKERS` (and 0, loading in the
+    loop, on a single CPU)."""
+    if setting is not None:
+        return setting
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(MAX_AUTO_WORKERS, cpus // max(1, sharing) - 1))
+
+
 def spec_hash(spec: dict) -> str:
     trajectory = {**spec, "training": {k: v for k, v in spec["training"].items() if k not in BUDGET_KEYS}}
     return hashlib.sha256(json.dumps(trajectory, sort_keys=True).encode()).hexdigest()[:16]
@@ -301,9 +317,13 @@ def main_worker(local: int | None, world: int, spec: dict, train_shards: list[st
 
     setup_logging()
     rank, world, device = setup_process(local, world)
+    # the processes that share this one's CPUs: the ones we spawned, or torchrun's on
+    # this node; srun binds each of its tasks to CPUs of its own
+    sharing = world if local != -1 else \
+        int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if "TORCHELASTIC_RUN_ID" in os.environ else 1
     try:
         _loop(rank, world, device, spec, train_shards, valid_shards, stats, Path(run_dir), Path(out),
-              Path(metrics_out) if metrics_out else None)
+              Path(metrics_out) if metrics_out else None, loader_workers(spec["training"]["workers"], sharing))
     except Stopped as err:
         log.warning("%s", err)
         if local is not None:          # a spawned process: the parent turns this into Stopped
@@ -315,7 +335,8 @@ def main_worker(local: int | None, world: int, spec: dict, train_shards: list[st
 
 
 def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards: list[str],
-          valid_shards: list[str], stats: str, run_dir: Path, out: Path, metrics_out: Path | None) -> None:
+          valid_shards: list[str], stats: str, run_dir: Path, out: Path, metrics_out: Path | None,
+          workers: int) -> None:
     cfg, loader_cfg = spec["training"], spec["loader"]
     if cfg["batch_size"] % world:
         raise MusicsepError(f"training.batch_size {cfg['batch_size']} is not divisible by the {world} processes")
@@ -323,6 +344,9 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     if cfg["deterministic"]:
         torch.use_deterministic_algorithms(True)
     main = rank == 0
+    if main:
+        log.info("%s: %d loader worker(s) per training process%s", spec["name"], workers,
+                 " (training.workers null: from the CPUs)" if cfg["workers"] is None else "")
 
     # -- model, optimiser, schedule -------------------------------------------
     model = build_model(spec["model"], where=f"experiments.{spec['name']}.model_args",
@@ -379,7 +403,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
             dataset.set_excerpt_seconds(loader_cfg["excerpt_seconds"] * (cfg["curriculum_scale"] if curriculum else 1))
             dataset.set_epoch(epoch)
             sampler = RankBatches(len(dataset), cfg["batch_size"], rank, world, start=state["batch"])
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg["workers"],
+            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                 pin_memory=device.type == "cuda", persistent_workers=False,
                                 generator=torch.Generator().manual_seed(cfg["seed"] + epoch))
             net.train()
