@@ -27,7 +27,7 @@ Prints ratios and goals; asserts nothing about time (numbers depend on the
 machine). Run from the repository root with the virtual environment:
 
     python benchmarks/bench_train.py [--quick] [--device cuda] [--hidden 300 --layers 4]
-                                     [--batch 4] [--seconds 1.0] [--workers 2] [--profile]
+                                     [--batch 4] [--seconds 1.0] [--workers N] [--profile]
                                      [--shards results/data/shards/*.h5]
 
 Defaults on CPU: paper-size models (hidden 300, 4 layers, 300 mels) on a batch
@@ -62,7 +62,7 @@ from torch.utils.data import DataLoader
 from musicsep.data import ExcerptDataset
 from musicsep.memory import reuse_freed_memory
 from musicsep.models import build_model
-from musicsep.train import RankBatches, compute_loss, make_optimizer, optimizer_step
+from musicsep.train import RankBatches, compute_loss, loader_workers, make_optimizer, optimizer_step
 
 from common import SUMMARY, note, paired, print_summary
 
@@ -171,7 +171,9 @@ def main() -> None:
                         help="steps per timing (default: enough for --min-time, at least 1)")
     parser.add_argument("--min-time", type=float,
                         help="seconds a timing lasts at least when --steps is not given (default 1; --quick 0.3)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
+    parser.add_argument("--workers", type=int,
+                        help="DataLoader workers (default: the trainer's, training.workers null: the CPUs this "
+                             "process may use, less one, at most 8)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: CPU count)")
     parser.add_argument("--loader-batches", type=int, help="batches per loader epoch (default 40; --quick 20)")
     parser.add_argument("--profile", action="store_true",
@@ -180,6 +182,7 @@ def main() -> None:
                         help="benchmark 2's loader over these shards (e.g. results/data/shards/*.h5) instead of "
                              "toy tracks written for the run (which needs ffmpeg)")
     args = parser.parse_args()
+    args.workers = loader_workers(args.workers)
     # as the command line does, for every contender alike (MUSICSEP_MALLOC=system: glibc's defaults)
     print(f"allocator: {'freed blocks kept for reuse' if reuse_freed_memory() else 'system defaults'}")
 
