@@ -21,11 +21,8 @@ random tiny BLSTM with 1 s of context the largest difference is about 1e-7
 of the signal's peak (without context, about 1e-2); the test's bound is
 1e-2 of the peak. How far a trained BLSTM carries context is for a
 measurement on its test tracks to say (``benchmarks/bench_context.py``);
-``context_seconds`` sets it, 1 s by default (:data:`CONTEXT_SECONDS`: two
-trained BLSTM mask models, 4 s chunks on toy test tracks, agree with their
-whole-track estimates to 34 and 46 dB without context, 111 and 138 dB with
-0.5 s, float32 rounding from 1 s on; a model trained on real music for
-longer may carry context further).
+``context_seconds`` sets it, 1 s by default (:data:`CONTEXT_SECONDS` gives
+the measurements behind that).
 Models that
 cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
@@ -351,11 +348,13 @@ CONTEXT_SECONDS = 1.0
 """Context on each side of a chunk, by default. Two trained BLSTM mask
 models (the toy run's, and one of paper size trained for 1,500 steps of 20
 excerpts on a GPU) give the same estimates in chunks as whole to float32
-rounding from 0.5 s of context on (``benchmarks/bench_context.py``: 111 and
-138 dB with 0.5 s, 148 and 145 dB with 1 s); 1 s leaves a margin and costs
+rounding from 0.5-1 s of context on (``benchmarks/bench_context.py``, 4 s
+chunks on toy test tracks: 34 and 46 dB without context, 112 and 138 dB with
+0.5 s, 148 and 145 dB with 1 s); 1 s leaves a margin and costs
 a 3-minute track in 30 s chunks 5.6% more model frames, 2 s 11.2%. A model
-that carries context further (measure it with that script) can be given
-more: ``context_seconds``, ``evaluation.context_seconds``, ``--context-seconds``."""
+that carries context further (a model trained on real music for longer may:
+measure it with that script) can be given more: ``context_seconds``,
+``evaluation.context_seconds``, ``--context-seconds``."""
 
 BLOCK_FRAMES = 256
 """Frames whose masks, masked spectrogram and inverse FFT are made at once
