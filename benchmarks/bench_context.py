@@ -27,7 +27,7 @@ model:
 
     python benchmarks/bench_context.py results/models/baseline/model.pt
         [--shards results/data/shards] [--tracks results/data/tracks.tsv] [--split test]
-        [--chunk-seconds 4] [--contexts 0 0.25 0.5 1 2] [--max-tracks 5]
+        [--chunk-seconds 4] [--contexts 0 0.25 0.5 1 2] [--max-tracks 5] [--device cuda]
 """
 
 from __future__ import annotations
@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--chunk-seconds", type=float, default=4.0)
     ap.add_argument("--contexts", type=float, nargs="+", default=[0.0, 0.25, 0.5, 1.0, 2.0])
     ap.add_argument("--max-tracks", type=int, default=5)
+    ap.add_argument("--device", default="cpu",
+                    help="where the model runs (cpu, cuda, ...); on a GPU the agreement's rounding floor is "
+                         "lower than the CPU's (the kernels differ with the batch)")
     args = ap.parse_args()
     reuse_freed_memory()
 
@@ -83,12 +86,13 @@ def main() -> None:
         with h5py.File(path, "r") as h5:
             tracks.append((path.stem, h5["audio"][:]))
     try:
-        model = Separator.from_file(args.model).model
+        model = Separator.from_file(args.model, device=args.device).model
     except MusicsepError as err:
         raise SystemExit(f"error: {err}") from None
     rate, hop = model.features.sample_rate, model.features.hop
     longest = max(audio.shape[-1] for _, audio in tracks)
-    whole_sep = Separator(model, chunk_seconds=2 * longest / rate, context_seconds=0.0)    # one window
+    whole_sep = Separator(model, chunk_seconds=2 * longest / rate, context_seconds=0.0,    # one window
+                          device=args.device)
     start = time.perf_counter()
     whole = [whole_sep.separate(audio[STREAMS.index("mixture")]) for _, audio in tracks]
     print(f"{args.model} ({whole_sep.name}): {len(tracks)} {args.split} track(s) from {args.shards}, "
@@ -98,7 +102,7 @@ def main() -> None:
     print(f"{'context s':>9} {'agreement dB: median':>21} {'worst':>7} {'SDR vs truth: chunked':>22} "
           f"{'whole':>6} {'3-min track, 30 s chunks: extra frames':>40}")
     for context in args.contexts:
-        chunked_sep = Separator(model, chunk_seconds=args.chunk_seconds, context_seconds=context)
+        chunked_sep = Separator(model, chunk_seconds=args.chunk_seconds, context_seconds=context, device=args.device)
         agree, truth_chunked, truth_whole = [], [], []
         for (_, audio), ref_est in zip(tracks, whole):
             est = chunked_sep.separate(audio[STREAMS.index("mixture")])
