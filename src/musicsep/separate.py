@@ -348,7 +348,7 @@ CONTEXT_SECONDS = 1.0
 """Context on each side of a chunk, by default. Two trained BLSTM mask
 models (the toy run's, and one of paper size trained for 1,500 steps of 20
 excerpts on a GPU) give the same estimates in chunks as whole to float32
-rounding from 0.5-1 s of context on (``benchmarks/bench_context.py``, 4 s
+rounding from 1 s of context on (``benchmarks/bench_context.py``, 4 s
 chunks on toy test tracks: 34 and 46 dB without context, 112 and 138 dB with
 0.5 s, 148 and 145 dB with 1 s); 1 s leaves a margin and costs
 a 3-minute track in 30 s chunks 5.6% more model frames, 2 s 11.2%. A model
