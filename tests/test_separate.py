@@ -338,18 +338,42 @@ def test_unreadable_input_is_a_one_line_error(tmp_path, model_file, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("content", ["dict", "bytes"])
-def test_model_file_of_another_kind_is_a_one_line_error(tmp_path, capsys, content):
+@pytest.mark.parametrize("content, says", [
+    ("dict", "not a musicsep model file (no model name, kwargs and weights)"),
+    ("bytes", "not a PyTorch file ("),
+    ("empty", "not a PyTorch file (EOFError)"),
+    ("module", "it holds pickled Python objects"),
+    ("unknown model", "unknown model 'nosuch'"),
+    ("unknown argument", "kwargs.bogus: unknown argument of blstm_mask"),
+    ("misfit", "the weights do not fit blstm_mask with the file's kwargs: size mismatch for blstm.lstm."),
+    ("missing weight", 'Missing key(s) in state_dict: "head.bias"'),
+])
+def test_model_file_of_another_kind_is_a_one_line_error(tmp_path, capsys, content, says):
     wav = tmp_path / "in.wav"
     soundfile.write(wav, music(0.2).T, SR)
     other = tmp_path / "other.pt"
+    model = tiny()
+    state = {"model": model.name, "kwargs": model.kwargs(), "weights": model.state_dict()}
     if content == "dict":
         torch.save({"foo": 1}, other)
-    else:
+    elif content == "bytes":
         other.write_bytes(np.random.default_rng(1).bytes(3000))
+    elif content == "empty":
+        other.write_bytes(b"")
+    elif content == "module":
+        torch.save(model, other)                   # the whole module pickled: not loaded
+    elif content == "unknown model":
+        torch.save(state | {"model": "nosuch"}, other)
+    elif content == "unknown argument":
+        torch.save(state | {"kwargs": state["kwargs"] | {"bogus": 1}}, other)
+    elif content == "misfit":                      # weights of another size than the kwargs say
+        torch.save(state | {"kwargs": state["kwargs"] | {"hidden": 2 * state["kwargs"]["hidden"]}}, other)
+    else:
+        torch.save(state | {"weights": {k: v for k, v in state["weights"].items() if k != "head.bias"}}, other)
     assert main(["separate", str(wav), "--model", str(other), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {other}: ")
+    assert len(err) == 1 and err[0].startswith(f"error: {other}: ") and says in err[0]
+    assert "\x1b" not in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "out").exists()
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import typing
 from pathlib import Path
 
@@ -380,6 +381,13 @@ def check_model_args(name: str, where: str = "model", **kwargs) -> None:
             raise MusicsepError(f"{where}.{key}: {value!r} is not of type {hint.__name__}")
 
 
+def _first_line(err: Exception) -> str:
+    """An error's message cut to its first line, without terminal escapes
+    (torch's load errors run to several paragraphs; the command line prints one)."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    return lines[0] + (" ..." if len(lines) > 1 else "") if lines else ""
+
+
 def build_model(name: str, where: str = "model", **kwargs) -> SeparationModel:
     """Build a model by name, its arguments checked by :func:`check_model_args`."""
     check_model_args(name, where, **kwargs)
@@ -392,16 +400,42 @@ def build_model(name: str, where: str = "model", **kwargs) -> SeparationModel:
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SeparationModel, dict]:
     """Rebuild a model from a model file or checkpoint (``weights_only`` load);
-    returns the model (eval mode) and the file's contents."""
+    returns the model (eval mode) and the file's contents. Anything else (a
+    file torch cannot read, one holding pickled objects, a dict of other
+    things, weights that do not fit the file's model arguments) is a
+    one-line MusicsepError naming the file."""
     import pickle
 
+    path = Path(path)
+    if not path.is_file():
+        raise MusicsepError(f"{path}: no such model file")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MusicsepError(f"{path}: not a readable model file ({reason})") from None
-    if not isinstance(state, dict) or not {"model", "kwargs", "weights"} <= set(state):
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        if found:
+            raise MusicsepError(f"{path}: not a musicsep model file: it holds pickled Python objects "
+                                f"({found[1]}; a module saved whole with torch.save(model)?), which are not "
+                                "loaded; a model file holds a model name, its arguments and weights, as "
+                                "musicsep train writes it") from None
+        found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        raise MusicsepError(f"{path}: not a PyTorch file "
+                            f"({found[1].strip() if found else _first_line(err) or 'unpickling failed'})") from None
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError, TypeError, AttributeError, IndexError) as err:
+        reason = ": ".join(filter(None, (type(err).__name__, _first_line(err))))
+        raise MusicsepError(f"{path}: not a PyTorch file ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "kwargs", "weights"} <= set(state) \
+            or not isinstance(state["kwargs"], dict) or not isinstance(state["weights"], dict):
         raise MusicsepError(f"{path}: not a musicsep model file (no model name, kwargs and weights)")
-    model = build_model(state["model"], where=str(path), **state["kwargs"])
-    model.load_state_dict(state["weights"])
+    if state["model"] not in MODELS:
+        raise MusicsepError(f"{path}: unknown model {state['model']!r} (known: {', '.join(MODELS)})")
+    model = build_model(state["model"], where=f"{path}: kwargs", **state["kwargs"])
+    try:
+        model.load_state_dict(state["weights"])
+    except RuntimeError as err:           # missing, unexpected or misshapen weights, listed one per line
+        problems = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise MusicsepError(f"{path}: the weights do not fit {state['model']} with the file's kwargs: "
+                            f"{problems[0] if problems else _first_line(err)}{more}") from None
     return model.eval(), state

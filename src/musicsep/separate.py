@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import pickle
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -311,14 +310,6 @@ def _as_targets(estimates: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _first_line(err: Exception) -> str:
-    """An error's message cut to its first line (torch's load errors run to
-    several paragraphs; the command line prints one)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    first = lines[0] if lines else type(err).__name__
-    return first + (" ..." if len(lines) > 1 else "")
-
-
 def _check_audio(mixture, what: str = "mixture") -> np.ndarray:
     mixture = np.asarray(mixture, dtype=np.float32)
     if mixture.ndim != 2:
@@ -412,22 +403,10 @@ class Separator:
     @classmethod
     def from_file(cls, path: str | Path, **kw) -> "Separator":
         """A separator for a model file (it describes itself); MusicsepError
-        naming the file for anything else."""
+        naming the file for anything else (:func:`musicsep.models.load_model`)."""
         from musicsep.models import load_model
 
-        path = Path(path)
-        if not path.is_file():
-            raise MusicsepError(f"{path}: no such model file")
-        try:
-            model, _ = load_model(path)
-        except MusicsepError as err:
-            raise MusicsepError(_first_line(err)) from None
-        except pickle.UnpicklingError:
-            raise MusicsepError(f"{path}: not a readable musicsep model file (torch.load with weights_only "
-                                "refused it: not a PyTorch file, or one holding arbitrary objects)") from None
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise MusicsepError(f"{path}: not a readable musicsep model file "
-                                f"({type(err).__name__}: {_first_line(err)})") from None
+        model, _ = load_model(path)
         return cls(model, **kw)
 
     @property
