@@ -23,7 +23,10 @@
    the per-repetition ratios, "paired"). Goal: bare / ours >= 0.7. The
    frames and batches of each are printed. ``--profile`` then times the
    stages of one separation (a stage-by-stage replica of
-   ``Separator.separate``, checked against its output).
+   ``Separator.separate``, checked against its output) and prints the
+   ratio's ceiling: the bare stack over the Separator's LSTM and head alone
+   (the model's own work, with its context frames), and with the STFT, mel
+   projections and inverse FFT added.
 2. Evaluation: our job ``musicsep.evaluate.evaluate_track`` (JSON written)
    against museval's own ``eval_mus_track`` (``output_dir`` given, so it writes
    the same JSON) on the same references and estimates of a stereo 44.1 kHz toy
@@ -349,6 +352,17 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
           f"{min(bare['one sequence']):.3f} s")
     note("profile: share of separation outside the LSTM, %", 100 * (total - in_lstm) / total, ".0f")
     note("profile: LSTM in Separator / bare batched chunks", in_lstm / min(bare["batched chunks"]), ".2f")
+    # what the goal's ratio could be at most: the model's own work (its LSTM over the
+    # context frames too, and its head) with everything else free; then with the
+    # transforms (STFT, mel projections, inverse FFT) at their measured speed too
+    model_work = in_lstm + best.get("head + sigmoid", 0.0)
+    transforms = sum(t for k, t in best.items() if k.split()[0] in ("STFT", "features.inputs", "to_linear", "irfft"))
+    fastest_bare = min(bare["batched chunks"])
+    ceiling = fastest_bare / model_work
+    print(f"ceiling of bare batched / Separator: {ceiling:.2f} with nothing but the model's own work (LSTM "
+          f"with context, head: {model_work:.3f} s), {fastest_bare / (model_work + transforms):.2f} with the "
+          f"STFT, mel projections and inverse FFT too ({transforms:.3f} s)")
+    note("profile: ceiling of bare batched / Separator (model's own work only)", ceiling, ".2f")
 
 
 # --------------------------------------------------------------------------- #
