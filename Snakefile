@@ -15,6 +15,7 @@ container: config["container"]
 
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/separate.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 

@@ -41,9 +41,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep import SOURCES, STREAMS, TARGETS, MusicsepError
 from musicsep.memory import reuse_freed_memory
-from musicsep.separate import TARGETS, Separator
+from musicsep.separate.separator import Separator
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

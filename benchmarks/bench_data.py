@@ -42,16 +42,15 @@ import h5py
 import numpy as np
 import stempeg
 import torch
+from common import SUMMARY, note, print_summary
 from torch.utils.data import DataLoader
 
 from musicsep import STREAMS
-from musicsep.audio import decode_blocks, probe, write_stem_mp4
-from musicsep.data import _SOURCE_ROWS, ExcerptDataset
-from musicsep.dataset import VALID_TRACKS, Dataset
+from musicsep.data.audio import decode_blocks, probe, write_stem_mp4
+from musicsep.data.excerpts import SOURCE_ROWS, ExcerptDataset
+from musicsep.data.musdb import VALID_TRACKS, Dataset
+from musicsep.data.shard import write_shard
 from musicsep.memory import reuse_freed_memory
-from musicsep.shard import write_shard
-
-from common import SUMMARY, note, print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
@@ -155,7 +154,7 @@ class MemoryExcerpts(torch.utils.data.Dataset):
         span = track.shape[-1] - like.excerpt + 1
         if like.incoherent:
             sources = np.stack([track[row, :, (o := int(rng.integers(0, span))):o + like.excerpt]
-                                for row in _SOURCE_ROWS])
+                                for row in SOURCE_ROWS])
         else:
             o = int(rng.integers(0, span))
             sources = track[1:, :, o:o + like.excerpt].copy()   # a view would ship the whole track

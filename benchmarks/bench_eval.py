@@ -27,7 +27,7 @@
    ratio's ceiling: the bare stack over the Separator's LSTM and head alone
    (the model's own work, with its context frames), and with the STFT, mel
    projections and inverse FFT added.
-2. Evaluation: our job ``musicsep.evaluate.evaluate_track`` (JSON written)
+2. Evaluation: our job ``musicsep.evaluate.bsseval.evaluate_track`` (JSON written)
    against museval's own ``eval_mus_track`` (``output_dir`` given, so it writes
    the same JSON) on the same references and estimates of a stereo 44.1 kHz toy
    track (30 s: museval takes about 40 s per minute of audio), through a
@@ -76,14 +76,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from common import SUMMARY, note, paired, print_summary
 from torch import nn
 
 from musicsep import SOURCES, STREAMS
 from musicsep.memory import reuse_freed_memory
-from musicsep.models import build_model
-from musicsep.separate import Separator, _balanced
-
-from common import SUMMARY, note, paired, print_summary
+from musicsep.models.registry import build_model
+from musicsep.separate.separator import Separator, _balanced
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE, N_FFT, HOP, N_MELS, HIDDEN, LAYERS, DROPOUT = 44100, 2048, 512, 300, 300, 4, 0.3
@@ -128,7 +127,7 @@ def toy_streams(seconds: float, seed: int) -> tuple[np.ndarray, int]:
     """The toy synth's five streams ``(5, samples, 2)`` of the first song from
     ``seed`` on whose every stem has sound (museval refuses a silent reference),
     and that song's seed."""
-    from musicsep.toy import render_streams
+    from musicsep.toy.musdb import render_streams
 
     for song in range(seed, seed + 50):
         streams = render_streams(song, seconds)
@@ -259,8 +258,8 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
 
 def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                        x_batched: torch.Tensor, x_long: torch.Tensor, runs: int = 3) -> None:
-    from musicsep.features import magnitude
-    from musicsep.separate import BLOCK_FRAMES, _apply_masks, _as_targets, _overlap_add, _OverlapAdd
+    from musicsep.separate.separator import BLOCK_FRAMES, _apply_masks, _as_targets
+    from musicsep.spectral.stft import OverlapAdd, magnitude, overlap_add
 
     model, features = separator.model, separator.model.features
     stages: dict[str, float] = {}
@@ -281,7 +280,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
         tick = Clock()
         channels, length = mixture.shape
         framing = separator._framing(length)
-        acc = _OverlapAdd(framing, (len(SOURCES), channels))
+        acc = OverlapAdd(framing, (len(SOURCES), channels))
         chunks = framing.chunks(*separator.chunk_frames())
         tick("setup (framing, output buffers)")
         batches = _balanced(chunks, separator.batch_chunks)
@@ -309,7 +308,7 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                     frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
                     tick("irfft")
                     s0, s1 = framing.samples(b0, b1)
-                    _overlap_add(acc.out[..., s0:s1], frames_t, framing.hop, framing.window)
+                    overlap_add(acc.out[..., s0:s1], frames_t, framing.hop, framing.window)
                     tick("windowed overlap-add into the output (strided multiply-adds)")
         result = acc.result()
         tick("normalise (window envelope, times its inverse)")
@@ -372,7 +371,8 @@ def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
 def bench_evaluation(seconds: float, reps: int, seed: int) -> None:
     import museval
 
-    from musicsep.evaluate import TARGETS, accompaniment, evaluate_track
+    from musicsep import TARGETS
+    from musicsep.evaluate.bsseval import accompaniment, evaluate_track
 
     streams, song = toy_streams(seconds, seed)
     refs = {s: streams[STREAMS.index(s)].astype(np.float64) for s in SOURCES}   # (samples, 2), as musdb

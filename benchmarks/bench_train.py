@@ -56,15 +56,16 @@ import time
 from pathlib import Path
 
 import torch
+from common import SUMMARY, note, paired, print_summary
 from torch import nn
 from torch.utils.data import DataLoader
 
-from musicsep.data import ExcerptDataset
+from musicsep.data.excerpts import ExcerptDataset
 from musicsep.memory import reuse_freed_memory
-from musicsep.models import build_model
-from musicsep.train import RankBatches, compute_loss, loader_workers, make_optimizer, optimizer_step
-
-from common import SUMMARY, note, paired, print_summary
+from musicsep.models.registry import build_model
+from musicsep.train.distributed import RankBatches, loader_workers
+from musicsep.train.loop import make_optimizer, optimizer_step
+from musicsep.train.objective import compute_loss
 
 RATE, N_FFT, HOP, N_MELS, LOG_EPS, DROPOUT, CLIP = 44100, 2048, 512, 300, 1e-6, 0.3, 100.0
 # model -> (loss, extra model_args), as the experiments of config/config.yaml
@@ -95,7 +96,7 @@ def timed(fn, steps: int, device: torch.device) -> float:
 # --------------------------------------------------------------------------- #
 
 def training_step(name: str, hidden: int, layers: int, sources: torch.Tensor, device: torch.device, amp):
-    """One training step of ``name`` as ``musicsep.train._loop`` runs it (without
+    """One training step of ``name`` as ``musicsep.train.loop._loop`` runs it (without
     the logging), on the fixed batch ``sources``."""
     loss_name, extra = MODELS[name]
     model = build_model(name, sample_rate=RATE, n_fft=N_FFT, hop=HOP, n_mels=N_MELS, log_eps=LOG_EPS,
@@ -141,9 +142,9 @@ def loader_epoch(dataset: ExcerptDataset, batch: int, workers: int, epoch: int, 
 
 
 def make_shards(work: Path, tracks: int, duration: float) -> list[Path]:
-    from musicsep.dataset import scan
-    from musicsep.shard import write_shard
-    from musicsep.toy import make_toy_musdb
+    from musicsep.data.musdb import scan
+    from musicsep.data.shard import write_shard
+    from musicsep.toy.musdb import make_toy_musdb
 
     archive = make_toy_musdb(work / "toy.zip", seed=1, train=tracks, test=0, duration=duration, jobs=2)
     dataset, table = scan(archive, subsets=["train"])

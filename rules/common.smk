@@ -8,8 +8,9 @@ from snakemake.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 try:
-    from musicsep import ORACLES as ORACLE_KINDS, MusicsepError
-    from musicsep.workflow import check_container, experiment_specs, load_config, plan, use_this_python
+    from musicsep import ORACLES, TARGETS, MusicsepError, oracle_system
+    from musicsep.models.registry import MODELS
+    from musicsep.workflow.plan import check_container, experiment_specs, load_config, plan, use_this_python
 except ImportError as err:
     raise WorkflowError(
         f"the musicsep package cannot be imported ({err}); run `make setup` "
@@ -49,6 +50,11 @@ ENV = "../envs/musicsep.yaml"
 wildcard_constraints:
     slug="[a-z0-9_]+",
     exp="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+ORACLE_SYSTEMS = [oracle_system(kind) for kind in config["evaluation"]["oracles"]]
+SYSTEMS = list(SPECS) + ORACLE_SYSTEMS
+ESTIMATES = f"{RESULTS}/estimates/{{system}}/{{slug}}"
 
 
 def shards(*splits):

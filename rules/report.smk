@@ -3,7 +3,7 @@
 # Every output here is flagged with report(...), its caption in report/.
 # REPORT_FILES lists them all (rule all takes them; `snakemake plots` makes them).
 # The excerpt of the masks, embeddings and audio is one window of the first
-# test track (the track table's first row), chosen the same way by each job.
+# test track (the first by name), chosen the same way by each job.
 
 report: "../report/workflow.rst"
 
@@ -12,7 +12,7 @@ PLOTS = f"{RESULTS}/plots"
 FIRST_TEST = next(iter(PLAN.tracks[PLAN.tracks["split"] == "test"].sort_values("name").index), None)
 EXCERPT_SECONDS = 10.0
 AUDIO_RATE = 22050
-EMBEDDING_EXPS = [exp for exp, spec in SPECS.items() if spec["model"] in ("conditional_centroids", "deep_clustering")]
+EMBEDDING_EXPS = [exp for exp, spec in SPECS.items() if "embeddings" in MODELS[spec["model"]].plots]
 SCORE_PLOTS = {
     "table": f"{PLOTS}/summary.html",
     "medians": f"{PLOTS}/scores/track_medians.csv",

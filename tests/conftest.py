@@ -44,7 +44,7 @@ def real_musdb(tmp_path_factory, example_stem) -> Path:
 @pytest.fixture(scope="session")
 def toy_zip(tmp_path_factory) -> Path:
     """A small toy MUSDB in musdb18.zip format: 2 train + 1 test tracks of 4 s."""
-    from musicsep.toy import make_toy_musdb
+    from musicsep.toy.musdb import make_toy_musdb
 
     return make_toy_musdb(tmp_path_factory.mktemp("toy") / "musdb18-toy.zip",
                           seed=7, train=2, test=1, duration=4.0, jobs=2)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from musicsep import MusicsepError
-from musicsep.config import load_yaml, validate
+from musicsep.workflow.config import load_yaml, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"

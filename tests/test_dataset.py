@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from musicsep import MusicsepError
-from musicsep.audio import probe
-from musicsep.dataset import VALID_TRACKS, Dataset, Track, assign_splits, scan, slugify, unique_slugs
+from musicsep.data.audio import probe
+from musicsep.data.musdb import VALID_TRACKS, Dataset, Track, assign_splits, scan, slugify, unique_slugs
 
 
 @pytest.mark.parametrize("name, slug", [

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from conftest import ROOT
 from musicsep import MusicsepError
-from musicsep.config import validate
-from musicsep.workflow import check_container
+from musicsep.workflow.config import validate
+from musicsep.workflow.plan import check_container
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9][0-9A-Za-z.+!-]*)$")
 

@@ -15,18 +15,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
+import museval
 import numpy as np
 import pandas as pd
 import pytest
 import simplejson
 import soundfile
-
-import museval
 from museval.aggregate import EvalStore, TrackStore, json2df
 
-from musicsep import SOURCES, STREAMS, MusicsepError
-from musicsep.evaluate import (COLUMNS, TARGETS, accompaniment, aggregate, evaluate_shard, evaluate_track,
-                               load_scores, median_scores, read_shard_references)
+from musicsep import SOURCES, STREAMS, TARGETS, MusicsepError
+from musicsep.evaluate.aggregate import COLUMNS, aggregate, load_scores, median_scores
+from musicsep.evaluate.bsseval import accompaniment, evaluate_shard, evaluate_track, read_shard_references
 
 RATE = 8000
 SECONDS = 4
@@ -247,7 +246,7 @@ def test_aggregate_equals_museval_evalstore(score_tree):
     tmp = score_tree
     table = aggregate([tmp / "scores", tmp / "museval_out"], tmp / "out" / "scores.csv")
     assert list(table.columns) == COLUMNS
-    assert set(table["experiment"]) == {"unet", "oracle_irm1", "museval_out"}
+    assert set(table["system"]) == {"unet", "oracle_irm1", "museval_out"}
     assert table["score"].isna().sum() > 0
     ours = median_scores(table)
     for exp, folder in [("unet", tmp / "scores" / "unet"), ("oracle_irm1", tmp / "scores" / "oracle_irm1"),
@@ -262,10 +261,10 @@ def test_aggregate_equals_museval_evalstore(score_tree):
     pd.testing.assert_series_equal(median_scores(back), ours)
     # one file given directly: its folder names the experiment
     single = load_scores([tmp / "scores" / "unet" / "a_b.json"])
-    assert set(single["experiment"]) == {"unet"} and set(single["track"]) == {"a_b"}
+    assert set(single["system"]) == {"unet"} and set(single["track"]) == {"a_b"}
     assert set(single["frame"]) == set(range(7))
-    assert set(load_scores([tmp / "museval_out"], experiment_from="root")["experiment"]) == {"museval_out"}
-    assert set(load_scores([tmp / "scores" / "unet"], experiment_from=lambda p: "x")["experiment"]) == {"x"}
+    assert set(load_scores([tmp / "museval_out"], system_from="root")["system"]) == {"museval_out"}
+    assert set(load_scores([tmp / "scores" / "unet"], system_from=lambda p: "x")["system"]) == {"x"}
 
 
 def test_summary_with_published_and_irm1(score_tree):
@@ -275,8 +274,8 @@ def test_summary_with_published_and_irm1(score_tree):
         published_file(tmp / "sisec" / "submissions" / "TAK1" / "test" / f"{track}.json", seed=40 + i)
     table = aggregate([tmp / "scores"], tmp / "scores.csv", tmp / "summary.md",
                       published=[tmp / "sisec" / "submissions"])
-    assert set(table["experiment"]) == {"unet", "oracle_irm1", "IRM1", "TAK1"}
-    assert set(table.loc[table["experiment"] == "TAK1", "track"]) == {"AM Contra - Heart Peripheral",
+    assert set(table["system"]) == {"unet", "oracle_irm1", "IRM1", "TAK1"}
+    assert set(table.loc[table["system"] == "TAK1", "track"]) == {"AM Contra - Heart Peripheral",
                                                                      "BKS - Too Much"}
     ours = median_scores(table)
     np.testing.assert_array_equal(ours.loc["TAK1"].to_numpy(),
@@ -306,7 +305,7 @@ def test_aggregate_errors(tmp_path):
         aggregate([tmp_path / "bad"], tmp_path / "x.csv")
     write_scores(tmp_path / "dup" / "e" / "test" / "t.json", 1)
     write_scores(tmp_path / "dup" / "e" / "train" / "t.json", 2)
-    with pytest.raises(MusicsepError, match="track 't' of experiment 'e' is also scored"):
+    with pytest.raises(MusicsepError, match="track 't' of system 'e' is also scored"):
         aggregate([tmp_path / "dup"], tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
 
@@ -350,7 +349,7 @@ def test_cli_evaluate_and_aggregate(tmp_path):
     assert "| unet | 1 |" in proc.stdout and (tmp_path / "summary.md").exists()
     back = pd.read_csv(tmp_path / "scores.csv")
     assert set(back["track"]) == {"Artist - Title"} and set(back["target"]) == {"vocals", "accompaniment"}
-    assert set(back["experiment"]) == {"unet"} and len(back) == 2 * 3 * 4
+    assert set(back["system"]) == {"unet"} and len(back) == 2 * 3 * 4
 
 
 def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path):
@@ -378,10 +377,10 @@ def test_irm1_on_a_toy_track_scores_clearly_above_the_mixture(tmp_path):
     """The oracle upper bound on real toy audio, through shard, oracle and museval."""
     import soundfile
 
-    from musicsep.dataset import scan
-    from musicsep.separate import oracle_shard
-    from musicsep.shard import write_shard
-    from musicsep.toy import make_toy_musdb
+    from musicsep.data.musdb import scan
+    from musicsep.data.shard import write_shard
+    from musicsep.separate.oracles import oracle_shard
+    from musicsep.toy.musdb import make_toy_musdb
 
     dataset, (track,) = scan(make_toy_musdb(tmp_path / "toy.zip", seed=8, train=0, test=1, duration=4.0),
                              subsets=["test"])

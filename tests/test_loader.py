@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from musicsep import STREAMS
-from musicsep.data import ExcerptDataset, ValidationSet
-from musicsep.dataset import Dataset
-from musicsep.shard import write_shard
+from musicsep.data.excerpts import ExcerptDataset, ValidationSet
+from musicsep.data.musdb import Dataset
+from musicsep.data.shard import write_shard
 
 RATE = 8000
 SECONDS = [5.0, 4.0, 6.0]

@@ -12,10 +12,19 @@ import pytest
 import torch
 
 from musicsep import SOURCES, MusicsepError
-from musicsep.features import Features, banded_linear, banded_linear_t, magnitude, mel_filterbank, row_blocks
-from musicsep.losses import (affinity_loss, affinity_loss_naive, dc_targets, l1_mask_loss, l1_mel_mask_loss,
-                             si_sdr)
-from musicsep.models import COVARIANCES, ConditionalCentroids, build_model, load_model
+from musicsep.models.centroids import COVARIANCES, ConditionalCentroids
+from musicsep.models.checkpoint import load_model
+from musicsep.models.losses import (
+    affinity_loss,
+    affinity_loss_naive,
+    dc_targets,
+    l1_mask_loss,
+    l1_mel_mask_loss,
+    si_sdr,
+)
+from musicsep.models.registry import build_model
+from musicsep.spectral.features import Features, banded_linear, banded_linear_t, mel_filterbank, row_blocks
+from musicsep.spectral.stft import magnitude
 
 SR, N_FFT, HOP, N_MELS = 8000, 256, 64, 16
 N_FREQ = N_FFT // 2 + 1

@@ -21,14 +21,19 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
-
 from conftest import ROOT
-from musicsep import SOURCES, STREAMS, MusicsepError
+
+from musicsep import SOURCES, STREAMS, TARGETS, MusicsepError
 from musicsep.cli import main
-from musicsep.evaluate import median_scores, summary_markdown
-from musicsep.models import build_model
-from musicsep.report import (TARGETS, choose_start, embedding_points, markdown_html, pca_2d, plot_embeddings,
-                             plot_masks, read_excerpt, read_metrics, system_order, track_medians)
+from musicsep.evaluate.aggregate import median_scores, summary_markdown
+from musicsep.models.registry import build_model
+from musicsep.report.common import system_order
+from musicsep.report.embeddings import embedding_points, pca_2d, plot_embeddings
+from musicsep.report.excerpt import choose_start, read_excerpt
+from musicsep.report.markdown import markdown_html
+from musicsep.report.masks import plot_masks
+from musicsep.report.scores import track_medians
+from musicsep.report.training import read_metrics
 
 SR = 16000
 TINY = dict(hidden=8, layers=1, n_mels=32, n_fft=512, hop=128, sample_rate=SR)
@@ -60,7 +65,7 @@ def score_table(seed: int = 0) -> pd.DataFrame:
                         if (track == "B - Two" and target == "vocals") or (frame == 2 and system == "dpcl"):
                             score = math.nan
                         rows.append((system, track, target, metric, frame, score))
-    return pd.DataFrame(rows, columns=["experiment", "track", "target", "metric", "frame", "score"])
+    return pd.DataFrame(rows, columns=["system", "track", "target", "metric", "frame", "score"])
 
 
 def test_system_order_puts_oracles_last():
@@ -83,13 +88,13 @@ def test_scores_tables_and_figures(tmp_path):
     assert '<th style="text-align:right">vocals</th>' in page
 
     medians = pd.read_csv(out / "medians.csv")
-    assert list(medians.columns) == ["experiment", "track", "target", "SDR", "SIR", "ISR", "SAR"]
+    assert list(medians.columns) == ["system", "track", "target", "SDR", "SIR", "ISR", "SAR"]
     assert len(medians) == 3 * 3 * 5
     b_vocals = medians[(medians["track"] == "B - Two") & (medians["target"] == "vocals")]
     assert b_vocals["SDR"].isna().all()
     # the median over tracks of the per-track medians is the summary's number
     expected = median_scores(table).xs("SDR", level="metric")
-    got = track_medians(table).groupby(["experiment", "target"])["SDR"].median()
+    got = track_medians(table).groupby(["system", "target"])["SDR"].median()
     pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_names=False)
 
     for name in ("box.svg", "heat.svg"):
@@ -104,7 +109,7 @@ def test_scores_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     assert main(["plots", "scores", str(tmp_path / "bad.csv"), "--box", str(tmp_path / "b.svg")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {tmp_path}/bad.csv: not a score table (no column(s) experiment, metric, score, target, track)"
+    assert err == f"error: {tmp_path}/bad.csv: not a score table (no column(s) metric, score, system, target, track)"
     score_table().to_csv(tmp_path / "s.csv", index=False)
     assert main(["plots", "scores", str(tmp_path / "s.csv"), "--table", str(tmp_path / "t.html")]) == 1
     assert "--summary" in capsys.readouterr().err
@@ -228,7 +233,7 @@ def test_masks_figure(tmp_path, shard_and_models):
 
 
 def test_embedding_points_and_figure(tmp_path, shard_and_models):
-    from musicsep.models import load_model
+    from musicsep.models.checkpoint import load_model
 
     shard, models = shard_and_models
     excerpt = read_excerpt(shard, 2.0)

@@ -14,12 +14,14 @@ import pytest
 import soundfile
 import torch
 
-from musicsep import SOURCES, STREAMS, MusicsepError
-from musicsep.audio import decode
+from musicsep import ORACLES, SOURCES, STREAMS, TARGETS, MusicsepError
 from musicsep.cli import main
-from musicsep.models import build_model
-from musicsep.separate import (BLOCK_FRAMES, ORACLES, TARGETS, Separator, _Framing, _OverlapAdd, _oracle_masks,
-                               _padded_segment, oracle, oracle_shard, separate_file, separate_shard, wiener)
+from musicsep.data.audio import decode
+from musicsep.models.registry import build_model
+from musicsep.separate.oracles import _oracle_masks, oracle, oracle_shard
+from musicsep.separate.separator import BLOCK_FRAMES, Separator, separate_file, separate_shard
+from musicsep.spectral.stft import Framing, OverlapAdd, padded_segment
+from musicsep.spectral.wiener import wiener
 
 SR, N_FFT, HOP = 16000, 512, 128
 TINY = dict(hidden=8, layers=1, n_mels=32, n_fft=N_FFT, hop=HOP, sample_rate=SR)
@@ -108,11 +110,11 @@ def test_frames_and_overlap_add_match_the_feature_module():
     model = tiny()
     x = music(3.0)
     assert 1 + x.shape[-1] // HOP > BLOCK_FRAMES
-    framing = _Framing(x.shape[-1], N_FFT, HOP, model.features.window)
+    framing = Framing(x.shape[-1], N_FFT, HOP, model.features.window)
     reference = model.features.stft(torch.from_numpy(x))
     spec = torch.cat([framing.stft(lambda a, b: x[:, a:b], f0, f1) for f0, f1, _, _ in framing.chunks(7)], -1)
     torch.testing.assert_close(spec, reference, rtol=0, atol=1e-6)
-    acc = _OverlapAdd(framing, (2,))
+    acc = OverlapAdd(framing, (2,))
     for f0, f1, _, _ in framing.chunks(5):
         acc.add(framing.stft(lambda a, b: x[:, a:b], f0, f1), f0, f1)
     np.testing.assert_allclose(acc.result(), x, atol=1e-6)
@@ -130,8 +132,8 @@ def test_chunked_stft_and_overlap_add_reconstruct_the_signal(n_fft, hop):
     """Frames computed and overlap-added chunk by chunk invert exactly, where
     the hop divides the frame (strided additions) and where it does not (fold)."""
     x = np.random.default_rng(0).standard_normal((2, 5003)).astype(np.float32)
-    framing = _Framing(x.shape[-1], n_fft, hop, torch.hann_window(n_fft))
-    acc = _OverlapAdd(framing, (2,))
+    framing = Framing(x.shape[-1], n_fft, hop, torch.hann_window(n_fft))
+    acc = OverlapAdd(framing, (2,))
     for f0, f1, _, _ in framing.chunks(7):
         acc.add(framing.stft(lambda a, b: x[:, a:b], f0, f1), f0, f1)
     np.testing.assert_allclose(acc.result(), x, atol=1e-5)
@@ -148,7 +150,7 @@ def test_padded_segments_are_the_reflection_padded_signal():
         for start in range(0, length + 2 * pad, 7):
             for stop in {start + 1, start + 50, start + 2 * pad + 1, length + 2 * pad}:
                 stop = min(stop, length + 2 * pad)
-                got = _padded_segment(lambda a, b: x[:, a:b], length, start, stop, pad)
+                got = padded_segment(lambda a, b: x[:, a:b], length, start, stop, pad)
                 np.testing.assert_array_equal(got, padded[:, start:stop], err_msg=f"{length} [{start}, {stop})")
 
 
@@ -182,7 +184,7 @@ def test_chunk_windows_have_one_length_tile_the_track_and_keep_their_context():
     frames on both sides that the track has; tiled so that the model sees
     ``frames + 2 * (chunks - 1) * context`` frames up to rounding; a track
     that fits one window is one chunk."""
-    framing = _Framing(44100 * 7, 2048, 512, torch.hann_window(2048))
+    framing = Framing(44100 * 7, 2048, 512, torch.hann_window(2048))
     frames = framing.frames
     for chunk, context in [(50, 10), (100, 0), (200, 300), (1000, 5), (150, 40), (1, 0), (3, 1), (7, 2)]:
         chunks = framing.chunks(chunk, context)
@@ -200,7 +202,7 @@ def test_chunk_windows_have_one_length_tile_the_track_and_keep_their_context():
             assert len(chunks) <= -(-frames // chunk)
             assert len(chunks) * window < frames + 2 * (len(chunks) - 1) * context + len(chunks)
     # a track just over one chunk: two windows of half its length plus context, not two of chunk + context
-    framing = _Framing(512 * 3400, 2048, 512, torch.hann_window(2048))
+    framing = Framing(512 * 3400, 2048, 512, torch.hann_window(2048))
     assert [c1 - c0 for *_, c0, c1 in framing.chunks(2584, 173)] == [1874, 1874]
 
 
@@ -267,12 +269,12 @@ def test_oracle_rejects_bad_input():
 def test_wiener_of_true_sources_is_the_mwf_oracle():
     sources = synthetic_sources()
     mixture = sources.sum(0)
-    framing = _Framing(mixture.shape[-1], N_FFT, HOP, torch.hann_window(N_FFT))
+    framing = Framing(mixture.shape[-1], N_FFT, HOP, torch.hann_window(N_FFT))
     x = framing.stft(lambda a, b: mixture[:, a:b], 0, framing.frames)
     s = framing.stft(lambda a, b: sources[..., a:b], 0, framing.frames)
     filtered = wiener(s, x)
     assert filtered.shape == s.shape
-    acc = _OverlapAdd(framing, (4, 2))
+    acc = OverlapAdd(framing, (4, 2))
     acc.add(filtered, 0, framing.frames)
     reference = oracle("mwf", sources, n_fft=N_FFT, hop=HOP)
     for k, name in enumerate(SOURCES):

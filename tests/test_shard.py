@@ -13,10 +13,10 @@ import soundfile
 import stempeg
 
 from musicsep import STREAMS, MusicsepError
-from musicsep.audio import write_stem_mp4
-from musicsep.dataset import Dataset
+from musicsep.data.audio import write_stem_mp4
+from musicsep.data.musdb import Dataset
+from musicsep.data.shard import read_attrs, write_shard
 from musicsep.io import atomic_path
-from musicsep.shard import read_attrs, write_shard
 
 JULIET = "train/Juliet's Rescue - Heartbeats.stem.mp4"
 
@@ -181,8 +181,8 @@ def test_killed_mid_write_leaves_no_shard(tmp_path):
 
 
 def test_hq_zip_toy_round_trip(tmp_path):
-    from musicsep.dataset import scan
-    from musicsep.toy import make_toy_musdb
+    from musicsep.data.musdb import scan
+    from musicsep.toy.musdb import make_toy_musdb
 
     archive = make_toy_musdb(tmp_path / "musdb18hq.zip", seed=4, train=2, test=0, duration=1.5, fmt="hq")
     dataset, tracks = scan(archive, subsets=["train"])

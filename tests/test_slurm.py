@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BIN, ROOT
 from localslurm import LocalSlurm, SlurmUnavailable, ensure_slurm
 
@@ -205,8 +204,8 @@ def slurm_run(slurm, tmp_path_factory):
     until the job's log shows that the signal arrived, then continued: it
     saves a checkpoint and exits, the job fails, `retries` resubmits it and the
     new job resumes. Meanwhile the same training runs here, uninterrupted."""
-    from musicsep.dataset import scan
-    from musicsep.toy import make_toy_musdb
+    from musicsep.data.musdb import scan
+    from musicsep.toy.musdb import make_toy_musdb
 
     workdir = tmp_path_factory.mktemp("slurm_run")
     dataset, tracks = scan(make_toy_musdb(workdir / "musdb18-toy.zip", seed=5, train=1, test=1, duration=3.0))
@@ -291,7 +290,7 @@ def stop_near_time_limit(cluster: LocalSlurm, workdir: Path, run_dir: Path, dead
 
 
 def test_workflow_runs_as_slurm_jobs(slurm, slurm_run):
-    from musicsep.models import load_model
+    from musicsep.models.checkpoint import load_model
 
     results = slurm_run["dir"] / "results"
     assert slurm_run["returncode"] == 0, slurm_run["stderr"][-6000:] + slurm.log_tail()

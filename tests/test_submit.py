@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import submitit
-
 from conftest import ROOT
+
 from musicsep import MusicsepError
-from musicsep.submit import Command, Resources, executor_parameters, parse_slurm_extra
+from musicsep.workflow.submit import Command, Resources, executor_parameters, parse_slurm_extra
 
 
 def musicsep(*args, cwd=None, timeout=600):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from musicsep import SOURCES, STREAMS
-from musicsep.audio import decode, probe
-from musicsep.synth import plan_song
-from musicsep.toy import SAMPLE_RATE, make_toy_musdb, render_streams, toy_names, toy_tracks
+from musicsep import SAMPLE_RATE, SOURCES, STREAMS
+from musicsep.data.audio import decode, probe
+from musicsep.toy.musdb import make_toy_musdb, render_streams, toy_names, toy_tracks
+from musicsep.toy.song import plan_song
 
 
 def test_names_carry_musdb_characters():

@@ -15,14 +15,16 @@ import pytest
 import torch
 
 from musicsep import SOURCES, MusicsepError
-from musicsep.dataset import scan
-from musicsep.features import compute_stats
-from musicsep.models import load_model
-from musicsep.shard import write_shard
-from musicsep.summary import tracks_from_shards
-from musicsep.toy import make_toy_musdb
-from musicsep.train import MAX_AUTO_WORKERS, STOPPED_EXIT, loader_workers, train
-from musicsep.workflow import experiment_specs, load_config
+from musicsep.data.musdb import scan
+from musicsep.data.shard import write_shard
+from musicsep.data.tracks import tracks_from_shards
+from musicsep.models.checkpoint import load_model
+from musicsep.spectral.features import compute_stats
+from musicsep.toy.musdb import make_toy_musdb
+from musicsep.train import STOPPED_EXIT
+from musicsep.train.distributed import MAX_AUTO_WORKERS, loader_workers
+from musicsep.train.loop import train
+from musicsep.workflow.plan import experiment_specs, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import BIN, ROOT
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from conftest import BIN, ROOT
 
 LOGS = ROOT / "scripts" / "logs.sh"
 

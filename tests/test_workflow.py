@@ -9,7 +9,6 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import pytest
-
 from conftest import ROOT, make_real_musdb
 
 pytestmark = pytest.mark.workflow
@@ -45,8 +44,8 @@ def test_dry_run_of_the_default_lists_every_track(tmp_path, env_path):
     assert counts["train"] == 3
     for exp in ["baseline", "centroids", "dpcl"]:
         assert f"results/models/{exp}/model.pt" in proc.stdout
-    from musicsep.toy import toy_names
-    from musicsep.dataset import slugify
+    from musicsep.data.musdb import slugify
+    from musicsep.toy.musdb import toy_names
     for name in toy_names(2019, 11):
         assert f"shards/{slugify(name)}.h5" in proc.stdout
     assert not (tmp_path / "results").exists(), "a dry run wrote results"
@@ -125,7 +124,7 @@ def test_real_run_on_real_musdb_audio(tmp_path, env_path, example_stem):
 def test_end_to_end_on_a_tiny_toy(tmp_path, env_path):
     """Dataset to summary: shards, three trained models, oracles, museval per
     (system, track), the aggregate tables."""
-    from musicsep.models import load_model
+    from musicsep.models.checkpoint import load_model
 
     config = ["dataset={toy: {train_tracks: 3, test_tracks: 1, duration: 3.0, seed: 5}}",
               "loader={samples_per_epoch: 8, excerpt_seconds: 1.0, valid_excerpts_per_track: 2}",

@@ -1,19 +1,51 @@
-"""musicsep: music source separation research on MUSDB18 as a Snakemake workflow."""
+"""musicsep: music source separation research on MUSDB18 as a Snakemake workflow.
+
+The names and values every stage shares live here, once; this module imports
+nothing beyond the standard library, so the workflow's parse time stays light.
+"""
 
 __version__ = "0.1.0"
 
 SOURCES: tuple[str, ...] = ("drums", "bass", "other", "vocals")
-"""The four MUSDB18 source classes, in MUSDB's stream order after the mixture."""
+"""The four MUSDB18 source classes, in MUSDB's stream order after the mixture
+(the order of every stacked array of sources and of the models' outputs)."""
 
 STREAMS: tuple[str, ...] = ("mixture",) + SOURCES
 """The five streams of a MUSDB18 track (and the rows of a shard), in order."""
+
+ACCOMPANIMENT: tuple[str, ...] = ("bass", "drums", "other")
+"""The sources of musdb's ``accompaniment`` target, in the order musdb sums them."""
+
+TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other", "accompaniment")
+"""What separation writes and evaluation scores, in the order of the tables."""
 
 ORACLES: tuple[str, ...] = ("irm1", "irm2", "ibm", "ibm1", "ibm2", "mwf")
 """Oracle kinds: ideal ratio masks on magnitudes (1) and powers (2), the ideal
 binary mask (each bin to its loudest source), SiSEC 2018's ideal binary masks
 IBM1 and IBM2 (a source keeps the bins where its magnitude, or power, is at
 least half the mixture's), and the multichannel Wiener filter of the true
-sources (see :func:`musicsep.separate.oracle`)."""
+sources (see :func:`musicsep.separate.oracles.oracle`). The system an oracle
+kind names in the results is :func:`oracle_system` of it."""
+
+ORACLE_PREFIX = "oracle_"
+
+
+def oracle_system(kind: str) -> str:
+    """The system name of an oracle kind in the results (``irm1`` -> ``oracle_irm1``)."""
+    return ORACLE_PREFIX + kind
+
+
+SAMPLE_RATE = 44100
+"""MUSDB18's sample rate (Hz): the default of the shards, the models and the toy dataset."""
+
+N_FFT = 2048
+"""STFT size (Hann window of the same length) of the models and oracles by default."""
+
+HOP = 512
+"""STFT hop in samples, by default."""
+
+N_MELS = 300
+"""Mel bands of the models' frozen projection, by default (the paper's 300)."""
 
 
 class MusicsepError(Exception):

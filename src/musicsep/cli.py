@@ -12,22 +12,23 @@ import logging
 import sys
 from pathlib import Path
 
-from musicsep import ORACLES, MusicsepError, __version__
+from musicsep import HOP, N_FFT, ORACLES, SAMPLE_RATE, TARGETS, MusicsepError, __version__
 from musicsep.io import setup_logging
 from musicsep.memory import reuse_freed_memory
+from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS
 
 log = logging.getLogger("musicsep")
 
 
 def _make_toy(args) -> None:
-    from musicsep.toy import make_toy_musdb
+    from musicsep.toy.musdb import make_toy_musdb
 
     make_toy_musdb(args.out, seed=args.seed, train=args.train, test=args.test,
                    duration=args.duration, fmt="hq" if args.hq else "stems", jobs=args.jobs)
 
 
 def _index(args) -> None:
-    from musicsep.dataset import scan, table_frame, write_table
+    from musicsep.data.musdb import scan, table_frame, write_table
 
     _, tracks = scan(args.dataset, args.subsets, args.max_tracks, args.valid_fraction, args.valid_seed)
     frame = table_frame(tracks)
@@ -38,8 +39,8 @@ def _index(args) -> None:
 
 
 def _shard(args) -> None:
-    from musicsep.dataset import Dataset
-    from musicsep.shard import write_shard
+    from musicsep.data.musdb import Dataset
+    from musicsep.data.shard import write_shard
 
     write_shard(Dataset.open(args.dataset), args.member, args.split, args.out,
                 sample_rate=args.sample_rate, mono=args.mono, chunk_seconds=args.chunk_seconds,
@@ -47,19 +48,19 @@ def _shard(args) -> None:
 
 
 def _tracks(args) -> None:
-    from musicsep.summary import tracks_from_shards
+    from musicsep.data.tracks import tracks_from_shards
 
     tracks_from_shards(args.shards, args.out)
 
 
 def _stats(args) -> None:
-    from musicsep.features import compute_stats
+    from musicsep.spectral.features import compute_stats
 
     compute_stats(args.shards, args.out, n_fft=args.n_fft, hop=args.hop, log_eps=args.log_eps)
 
 
 def _summary(args) -> None:
-    from musicsep.summary import write_summary
+    from musicsep.data.tracks import write_summary
 
     print(write_summary(args.tracks, args.stats, args.out))
 
@@ -69,7 +70,7 @@ def _train(args) -> None:
 
     import pandas as pd
 
-    from musicsep.train import train
+    from musicsep.train.loop import train
 
     try:
         spec = json.loads(args.spec)
@@ -88,7 +89,8 @@ def _train(args) -> None:
 
 
 def _separate(args) -> None:
-    from musicsep.separate import oracle_shard, separate_file, separate_shard
+    from musicsep.separate.oracles import oracle_shard
+    from musicsep.separate.separator import separate_file, separate_shard
 
     if args.oracle:
         if not args.shard:
@@ -103,42 +105,42 @@ def _separate(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from musicsep.evaluate import evaluate_shard
+    from musicsep.evaluate.bsseval import evaluate_shard
 
     evaluate_shard(args.shard, args.estimates, args.out, name=args.name, targets=args.targets)
 
 
 def _aggregate(args) -> None:
-    from musicsep.evaluate import aggregate, track_names_from_table
+    from musicsep.evaluate.aggregate import aggregate, track_names_from_table
 
     names = track_names_from_table(args.tracks) if args.tracks else None
-    aggregate(args.paths, args.out, summary_md=args.summary, experiment_from=args.experiment_from,
+    aggregate(args.paths, args.out, summary_md=args.summary, system_from=args.system_from,
               published=args.published, track_names=names)
     if args.summary:
         print(args.summary.read_text())
 
 
 def _plots(args) -> None:
-    from musicsep import report
+    from musicsep.report import audio, embeddings, masks, scores, training
 
     if args.kind == "scores":
-        report.plot_scores(args.scores, summary=args.summary, table=args.table, medians=args.medians,
+        scores.plot_scores(args.scores, summary=args.summary, table=args.table, medians=args.medians,
                            box=args.box, heatmap=args.heatmap)
     elif args.kind == "training":
-        report.plot_training(args.metrics, args.out, name=args.name)
+        training.plot_training(args.metrics, args.out, name=args.name)
     elif args.kind == "masks":
-        report.plot_masks(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
+        masks.plot_masks(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
                           name=args.name)
     elif args.kind == "embeddings":
-        report.plot_embeddings(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
+        embeddings.plot_embeddings(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
                                name=args.name, points=args.points)
     elif args.kind == "audio":
-        report.audio_examples(args.shard, args.out_dir, args.page, estimates=args.estimates, name=args.name,
+        audio.audio_examples(args.shard, args.out_dir, args.page, estimates=args.estimates, name=args.name,
                               seconds=args.seconds, start=args.start)
 
 
 def _submit(args) -> int:
-    from musicsep.submit import Resources, submit
+    from musicsep.workflow.submit import Resources, submit
 
     command = list(args.subcommand)
     if command[:1] == ["--"]:
@@ -154,7 +156,7 @@ def _submit(args) -> int:
 
 
 def _check_config(args) -> None:
-    from musicsep.config import load_yaml, validate
+    from musicsep.workflow.config import load_yaml, validate
 
     validate(load_yaml(args.config), args.schema)
     print(f"{args.config}: valid")
@@ -195,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="shard to write (.h5)")
     p.add_argument("--split", required=True, choices=["train", "valid", "test"])
     p.add_argument("--slug", default=None, help="the track's slug, stored in the shard")
-    p.add_argument("--sample-rate", type=int, default=44100, help="output rate in Hz (default 44100)")
+    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help=f"output rate in Hz (default {SAMPLE_RATE})")
     p.add_argument("--mono", action="store_true", help="downmix every stream to mono")
     p.add_argument("--chunk-seconds", type=float, default=1.0, help="HDF5 chunk length (default 1.0)")
     p.add_argument("--silence-db", type=float, default=-60.0,
@@ -208,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("stats", _stats, "whitening statistics of the log-magnitude STFT of training shards")
     p.add_argument("shards", nargs="+", type=Path, help="training shards (never test or validation)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n-fft", type=int, default=2048)
-    p.add_argument("--hop", type=int, default=512)
+    p.add_argument("--n-fft", type=int, default=N_FFT)
+    p.add_argument("--hop", type=int, default=HOP)
     p.add_argument("--log-eps", type=float, default=1e-6)
 
     p = command("summary", _summary, "write a short Markdown summary of the prepared data")
@@ -238,14 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the five WAV files")
     p.add_argument("--shard", action="store_true", help="INPUT is a shard: separate its mixture at its rate")
     p.add_argument("--wiener", action="store_true", help="multichannel Wiener post-filter (one iteration)")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="seconds per model call (default 30)")
-    p.add_argument("--context-seconds", type=float, default=1.0,
-                   help="context on each side of a chunk (default 1)")
-    p.add_argument("--batch-chunks", type=int, default=6,
-                   help="chunks stacked into one model call (default 6; more is faster and takes more memory)")
+    p.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS,
+                   help=f"output seconds per chunk (default {CHUNK_SECONDS:g})")
+    p.add_argument("--context-seconds", type=float, default=CONTEXT_SECONDS,
+                   help=f"context on each side of a chunk (default {CONTEXT_SECONDS:g})")
+    p.add_argument("--batch-chunks", type=int, default=BATCH_CHUNKS,
+                   help=f"chunks stacked into one model call (default {BATCH_CHUNKS}; more is faster and "
+                        "takes more memory)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--n-fft", type=int, default=2048, help="STFT size of an oracle (default 2048)")
-    p.add_argument("--hop", type=int, default=512, help="STFT hop of an oracle (default 512)")
+    p.add_argument("--n-fft", type=int, default=N_FFT, help=f"STFT size of an oracle (default {N_FFT})")
+    p.add_argument("--hop", type=int, default=HOP, help=f"STFT hop of an oracle (default {HOP})")
 
     p = command("evaluate", _evaluate, "BSS Eval v4 of one track's estimates (museval's JSON, as SiSEC 2018)")
     p.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5): the references")
@@ -254,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="museval JSON to write")
     p.add_argument("--name", default=None, help="track name (default: the shard's)")
     p.add_argument("--targets", nargs="+", default=None,
-                   choices=["vocals", "drums", "bass", "other", "accompaniment"], metavar="TARGET",
+                   choices=TARGETS, metavar="TARGET",
                    help="targets to evaluate, each required (default: every {target}.wav present)")
 
     p = command("aggregate", _aggregate, "gather museval JSON scores into a CSV (and a Markdown summary)")
@@ -266,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folders of published scores (e.g. SiSEC 2018 submissions/) put beside ours")
     p.add_argument("--tracks", type=Path, default=None,
                    help="track table (tracks.tsv): name tracks by their MUSDB names, not the file stems (slugs)")
-    p.add_argument("--experiment-from", choices=["parent", "root"], default="parent",
-                   help="experiment name: the JSON's folder (skipping test/train) or the folder given "
+    p.add_argument("--system-from", "--experiment-from", choices=["parent", "root"], default="parent",
+                   help="system name: the JSON's folder (skipping test/train) or the folder given "
                         "(default parent)")
 
     p = command("plots", _plots, "figures, tables and audio pages of the HTML report (snakemake --report)")

@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every step: atomic outputs and logging."""
+"""Small I/O helpers shared by every step: atomic outputs, checksums, logging and progress."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
+
+log = logging.getLogger("musicsep")
 
 
 @contextlib.contextmanager
@@ -50,3 +52,34 @@ def setup_logging(level: str = "INFO") -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+
+
+def progress_bar(total: int, desc: str, *, unit: str, show: bool = True) -> Callable[..., None]:
+    """A function to call once per ``unit`` done (keyword values are shown
+    beside the count, e.g. ``loss=0.25``): a tqdm bar when stderr is a
+    terminal, otherwise plain log lines for batch jobs (every step, or about
+    every tenth of ``total`` when there are more than ten); nothing when
+    ``show`` is false."""
+    if not show:
+        return lambda **values: None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+        def advance(**values) -> None:
+            bar.update()
+            if values:
+                bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in values.items()})
+            if bar.n >= total:
+                bar.close()
+        return advance
+    done = 0
+
+    def log_line(**values) -> None:
+        nonlocal done
+        done += 1
+        if done % max(1, total // 10) == 0 or done == total:
+            extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in values.items())
+            log.info("%s: %s %d/%d%s", desc, unit, done, total, extra)
+    return log_line

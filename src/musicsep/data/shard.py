@@ -1,4 +1,4 @@
-"""One track -> one HDF5 shard, and the per-dataset steps over shards.
+"""The shard format: one track -> one HDF5 file, its writer and its reader.
 
 A shard ``{slug}.h5`` holds the dataset ``audio`` of shape
 ``(5 streams, channels, samples)`` float32, streams in MUSDB order
@@ -14,7 +14,9 @@ file(s)), ``rms_db`` (per stream), ``silent`` (silent sources), and
 ``musicsep_version``.
 
 A shard is written under a temporary name and renamed when complete, so a
-killed job leaves nothing that passes for a finished shard.
+killed job leaves nothing that passes for a finished shard. :func:`write_shard`
+is the one writer and :class:`Shard` the one reader: every module that reads
+shards opens them through it.
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ import h5py
 import numpy as np
 import soundfile
 
-from musicsep import STREAMS, SOURCES, MusicsepError, __version__
-from musicsep.audio import AudioError, AudioStream, decode_blocks, probe
-from musicsep.dataset import STEM_SUFFIX, Dataset, mp4_audio_streams
+from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError, __version__
+from musicsep.data.audio import AudioError, AudioStream, decode_blocks, probe
+from musicsep.data.musdb import STEM_SUFFIX, Dataset, mp4_audio_streams
 from musicsep.io import atomic_path, sha256_stream
 
 log = logging.getLogger(__name__)
+
+MIXTURE_ROW = STREAMS.index("mixture")
+SOURCE_ROWS: tuple[int, ...] = tuple(STREAMS.index(s) for s in SOURCES)
+"""The rows of the sources in a shard's ``audio``, in :data:`musicsep.SOURCES` order (contiguous)."""
+assert SOURCE_ROWS == tuple(range(SOURCE_ROWS[0], SOURCE_ROWS[0] + len(SOURCES)))
 
 
 def track_name(member: str) -> str:
@@ -114,7 +121,7 @@ def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str)
 
 
 def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
-                sample_rate: int = 44100, mono: bool = False, chunk_seconds: float = 1.0,
+                sample_rate: int = SAMPLE_RATE, mono: bool = False, chunk_seconds: float = 1.0,
                 silence_db: float = -60.0, slug: str | None = None) -> dict:
     """Decode a track once and write its shard to ``out``; returns the attributes."""
     name = track_name(member)
@@ -172,14 +179,80 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
     return attrs
 
 
-def read_attrs(path: str | Path) -> dict:
+class Shard:
+    """A shard opened for reading, checked once: ``with Shard(path) as shard``.
+
+    Anything that is not a shard (a missing or unreadable file, HDF5 without
+    ``audio`` of :data:`STREAMS` rows or without a sample rate) is a
+    MusicsepError naming the file. ``audio`` is the h5py dataset
+    ``(streams, channels, samples)``, read in pieces by :meth:`mixture` and
+    :meth:`sources`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.h5 = h5py.File(self.path, "r")
+        except OSError as err:
+            raise MusicsepError(f"{path}: not a readable shard ({err})") from None
+        audio = self.h5.get("audio")
+        if not isinstance(audio, h5py.Dataset) or audio.ndim != 3 or audio.shape[0] != len(STREAMS) \
+                or "sample_rate" not in self.h5.attrs:
+            self.h5.close()
+            raise MusicsepError(f"{path}: not a musicsep shard (no audio of {len(STREAMS)} streams "
+                                "and sample rate)")
+        self.audio = audio
+        self.attrs = {k: _plain(v) for k, v in self.h5.attrs.items()}
+
+    def __enter__(self) -> "Shard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.h5.close()
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.attrs["sample_rate"])
+
+    @property
+    def channels(self) -> int:
+        return self.audio.shape[1]
+
+    @property
+    def length(self) -> int:
+        """Samples per stream."""
+        return self.audio.shape[2]
+
+    @property
+    def name(self) -> str:
+        """The track's name (the file's stem when the shard has none)."""
+        return str(self.attrs.get("name") or self.path.stem)
+
+    @property
+    def slug(self) -> str:
+        return str(self.attrs.get("slug") or self.path.stem)
+
+    def mixture(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The mixture ``(channels, samples)``, samples ``[start, stop)``."""
+        return self.audio[MIXTURE_ROW, :, start:stop]
+
+    def sources(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """The sources ``(4, channels, samples)`` in :data:`SOURCES` order, samples ``[start, stop)``."""
+        return self.audio[SOURCE_ROWS[0]:SOURCE_ROWS[-1] + 1, :, start:stop]
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value (lists of str, not arrays of bytes)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [v.decode() if isinstance(v, bytes) else v for v in value]
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
     """A shard's attributes as plain Python values."""
-    try:
-        with h5py.File(path, "r") as h5:
-            attrs = {k: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in h5.attrs.items()}
-    except (OSError, FileNotFoundError) as err:
-        raise MusicsepError(f"{path}: not a readable shard ({err})") from None
-    for key, value in attrs.items():
-        if isinstance(value, list):
-            attrs[key] = [v.decode() if isinstance(v, bytes) else v for v in value]
-    return attrs
+    with Shard(path) as shard:
+        return shard.attrs

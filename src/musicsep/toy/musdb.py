@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from musicsep import SOURCES, STREAMS, MusicsepError
-from musicsep.audio import write_stem_mp4
-from musicsep.dataset import STEM_SUFFIX, SUBSETS
+from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError
+from musicsep.data.audio import write_stem_mp4
+from musicsep.data.musdb import STEM_SUFFIX, SUBSETS
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 44100
+
 PEAK = 0.9
 
 _FIRST = ["Juliet", "Marco", "Ada", "Ruben", "Nina", "Oscar", "Lena", "Theo", "Ines", "Caleb",
@@ -86,7 +86,8 @@ def toy_tracks(seed: int, train: int, test: int, duration: float, fmt: str = "st
 def render_streams(song_seed: int, duration: float) -> np.ndarray:
     """The five streams of one toy song, ``(5, samples, 2)`` float32: the
     mixture (the sum of the stems) first, then the stems in MUSDB order."""
-    from musicsep.synth import plan_song, render_song
+    from musicsep.toy.song import plan_song
+    from musicsep.toy.synth import render_song
 
     stems = render_song(plan_song(song_seed), duration, SAMPLE_RATE).astype(np.float32)
     order = [SOURCES.index(s) for s in STREAMS[1:]]

@@ -29,10 +29,10 @@ from torch.utils.data import Dataset
 
 from musicsep import SOURCES, STREAMS, MusicsepError
 
-_SOURCE_ROWS = [STREAMS.index(s) for s in SOURCES]
+SOURCE_ROWS = [STREAMS.index(s) for s in SOURCES]
 
 
-class _Shards:
+class MappedShards:
     """Shard metadata, and excerpt reads straight from memory maps.
 
     A shard's ``audio`` is uncompressed and chunked ``(1, channels, chunk)``;
@@ -134,7 +134,7 @@ class ExcerptDataset(Dataset):
     def __init__(self, shards: Sequence[str | Path], excerpt_seconds: float = 3.2, *,
                  incoherent: bool = True, incoherent_tracks: bool = False,
                  samples_per_epoch: int = 1000, seed: int = 0, rank: int = 0):
-        self.shards = _Shards(shards)
+        self.shards = MappedShards(shards)
         self.incoherent = incoherent
         self.incoherent_tracks = incoherent_tracks
         self.samples_per_epoch = samples_per_epoch
@@ -164,9 +164,9 @@ class ExcerptDataset(Dataset):
         n_tracks = len(self.shards.paths)
         track = int(rng.integers(n_tracks))
         if not self.incoherent:
-            return torch.from_numpy(self.shards.read(track, _SOURCE_ROWS, self._offset(rng, track), self.excerpt))
-        sources = np.empty((len(_SOURCE_ROWS), self.shards.channels, self.excerpt), dtype=np.float32)
-        for i, row in enumerate(_SOURCE_ROWS):
+            return torch.from_numpy(self.shards.read(track, SOURCE_ROWS, self._offset(rng, track), self.excerpt))
+        sources = np.empty((len(SOURCE_ROWS), self.shards.channels, self.excerpt), dtype=np.float32)
+        for i, row in enumerate(SOURCE_ROWS):
             src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
             self.shards.read_into(sources[i], src_track, row, self._offset(rng, src_track))
         return torch.from_numpy(sources)
@@ -177,7 +177,7 @@ class ValidationSet(Dataset):
     of each track (fewer when a track holds fewer non-overlapping ones)."""
 
     def __init__(self, shards: Sequence[str | Path], excerpt_seconds: float = 3.2, per_track: int = 8):
-        self.shards = _Shards(shards)
+        self.shards = MappedShards(shards)
         self.excerpt = max(1, int(round(excerpt_seconds * self.shards.sample_rate)))
         self.items = []
         for track, length in enumerate(self.shards.lengths):
@@ -194,4 +194,4 @@ class ValidationSet(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         track, offset = self.items[index]
-        return torch.from_numpy(self.shards.read(track, _SOURCE_ROWS, offset, self.excerpt))
+        return torch.from_numpy(self.shards.read(track, SOURCE_ROWS, offset, self.excerpt))

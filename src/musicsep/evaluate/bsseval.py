@@ -35,37 +35,21 @@ metric, exactly as ``EvalStore.agg_frames_tracks_scores()`` does.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
-from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
+from musicsep.data.shard import Shard
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other", "accompaniment")
-"""Targets evaluated, in the order of musdb's ``track.targets`` (which fixes
-the order of museval's evaluation and of the JSON)."""
-
-ACCOMPANIMENT: tuple[str, ...] = ("bass", "drums", "other")
-"""Sources of the accompaniment, in musdb's summation order."""
-
 METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
-COLUMNS: list[str] = ["experiment", "track", "target", "metric", "frame", "score"]
-SUBSET_DIRS = frozenset({"test", "train", "valid"})
-"""Folder names skipped when naming an experiment after a JSON's parent
-folder (museval writes ``output_dir/test/<track>.json``)."""
-
-
-# ---------------------------------------------------------------------------
-# one track
 
 
 def accompaniment(sources: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -238,28 +222,13 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
             "warnings": warnings_}
 
 
-# ---------------------------------------------------------------------------
-# shards and WAV folders
-
-
 def read_shard_references(shard: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, str]:
     """References of a shard as float64 ``(samples, channels)`` arrays (the
     four sources and musdb's accompaniment), its rate and its track name."""
-    import h5py
-
-    try:
-        with h5py.File(shard, "r") as h5:
-            audio = h5["audio"][:]
-            rate = int(h5.attrs["sample_rate"])
-            name = h5.attrs.get("name", Path(shard).stem)
-    except (OSError, KeyError) as err:
-        raise MusicsepError(f"{shard}: not a readable shard ({err})") from None
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    if audio.ndim != 3 or audio.shape[0] != len(STREAMS):
-        raise MusicsepError(f"{shard}: dataset 'audio' has shape {audio.shape}; "
-                            f"expected ({len(STREAMS)} streams, channels, samples)")
-    # float32 holds the decoded 16-bit samples exactly; musdb evaluates in float64
-    refs = {s: audio[STREAMS.index(s)].T.astype(np.float64) for s in SOURCES}
+    with Shard(shard) as sh:
+        sources, rate, name = sh.sources(), sh.sample_rate, sh.name
+    # musdb evaluates in float64
+    refs = {s: audio.T.astype(np.float64) for s, audio in zip(SOURCES, sources)}
     refs["accompaniment"] = accompaniment(refs)
     return refs, rate, name
 
@@ -306,225 +275,3 @@ def evaluate_shard(shard: str | os.PathLike, estimates_dir: str | os.PathLike, o
     estimates, files = read_estimates(estimates_dir, rate, targets)
     return evaluate_track(refs, estimates, rate, name or shard_name, out_json,
                           targets=targets, estimate_files=files)
-
-
-# ---------------------------------------------------------------------------
-# many tracks, many experiments
-
-
-def _json_files(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
-    """(file, the path given that holds it), JSON files found recursively."""
-    found = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            files = sorted(p for p in given.rglob("*.json") if p.is_file())
-            if not files:
-                raise MusicsepError(f"{given}: no JSON files in this folder")
-            found += [(f, given) for f in files]
-        elif given.is_file():
-            found.append((given, given.parent))
-        else:
-            raise MusicsepError(f"{given}: no such file or folder")
-    return found
-
-
-def experiment_name(path: Path, given: Path, experiment_from: str | Callable[[Path], str] = "parent") -> str:
-    """``parent``: the JSON's folder, or the folder above it when that is a
-    subset folder (``test``, ``train``, ``valid``) as museval writes them;
-    ``root``: the folder given on the command line; or a function of the path."""
-    if callable(experiment_from):
-        return str(experiment_from(path))
-    if experiment_from == "parent":
-        folder = path.resolve().parent
-        if folder.name in SUBSET_DIRS and folder.parent.name:
-            folder = folder.parent
-        return folder.name
-    if experiment_from == "root":
-        return given.resolve().name
-    raise MusicsepError(f"experiment_from must be 'parent' or 'root', not {experiment_from!r}")
-
-
-def read_scores(path: str | os.PathLike) -> tuple[str, pd.DataFrame]:
-    """One museval JSON file as (track, frame table with columns target,
-    metric, frame, score). The track is the file's stem (museval writes no
-    name; a top-level ``name`` is used when present)."""
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise MusicsepError(f"{path}: not a readable JSON file ({err})") from None
-    if not isinstance(content, dict) or not isinstance(content.get("targets"), list):
-        raise MusicsepError(f"{path}: not a museval score file (no 'targets' list)")
-    track = content["name"] if isinstance(content.get("name"), str) else path.stem
-    rows = []
-    try:
-        for target in content["targets"]:
-            for i, frame in enumerate(target["frames"]):
-                metrics = frame["metrics"]
-                for metric in METRICS:
-                    value = metrics[metric]
-                    rows.append((target["name"], metric, i, math.nan if value is None else float(value)))
-    except (KeyError, TypeError, ValueError) as err:
-        raise MusicsepError(f"{path}: not a museval score file ({type(err).__name__}: {err})") from None
-    return track, pd.DataFrame(rows, columns=["target", "metric", "frame", "score"])
-
-
-def load_scores(paths: Iterable[str | os.PathLike], experiment_from: str | Callable[[Path], str] = "parent",
-                track_names: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Every frame score of the museval JSON files in ``paths`` (files, or
-    folders searched recursively) as one tidy table with :data:`COLUMNS`.
-    ``track_names`` renames tracks (e.g. slug -> MUSDB name, so that ours
-    meet the published files, which are named after the tracks)."""
-    parts, seen = [], {}
-    for path, given in _json_files(paths):
-        track, frame = read_scores(path)
-        track = (track_names or {}).get(track, track)
-        experiment = experiment_name(path, given, experiment_from)
-        key = (experiment, track)
-        if key in seen:
-            raise MusicsepError(f"{path}: track '{track}' of experiment '{experiment}' "
-                                f"is also scored in {seen[key]}")
-        seen[key] = path
-        frame.insert(0, "track", track)
-        frame.insert(0, "experiment", experiment)
-        parts.append(frame)
-    if not parts:
-        raise MusicsepError("no score files given")
-    table = pd.concat(parts, ignore_index=True)[COLUMNS]
-    table["score"] = table["score"].astype(float)
-    return table
-
-
-def track_names_from_table(path: str | os.PathLike) -> dict[str, str]:
-    """slug -> name, from the track table (tracks.tsv)."""
-    try:
-        table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
-    except (OSError, pd.errors.ParserError) as err:
-        raise MusicsepError(f"{path}: not a readable track table ({err})") from None
-    if not {"slug", "name"} <= set(table.columns):
-        raise MusicsepError(f"{path}: a track table needs columns 'slug' and 'name'")
-    return dict(zip(table["slug"], table["name"]))
-
-
-def median_scores(table: pd.DataFrame) -> pd.Series:
-    """Median over frames, then median over tracks, per (experiment, target,
-    metric): museval's ``EvalStore.agg_frames_tracks_scores()`` per
-    experiment (pandas medians, which skip NaN)."""
-    per_track = table.groupby(["experiment", "track", "target", "metric"])["score"].median()
-    return per_track.reset_index().groupby(["experiment", "target", "metric"])["score"].median()
-
-
-def _irm1(experiments: Sequence[str]) -> str | None:
-    for name in experiments:
-        if name.lower() in ("irm1", "oracle_irm1"):
-            return name
-    return None
-
-
-def _ordered_targets(targets: Iterable[str]) -> list[str]:
-    targets = set(targets)
-    return [t for t in TARGETS if t in targets] + sorted(targets - set(TARGETS))
-
-
-def _fmt(value: float, spec: str = ".2f") -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
-def summary_markdown(table: pd.DataFrame, published: Iterable[str] = ()) -> str:
-    """Markdown: median SDR, SIR, SAR and ISR per experiment and target,
-    SDR as a fraction of IRM1's when an IRM1 experiment is present, and the
-    NaN frames (silent windows) that the medians ignore."""
-    published = set(published)
-    medians = median_scores(table)
-    ours = [e for e in dict.fromkeys(table["experiment"]) if e not in published]
-    theirs = [e for e in dict.fromkeys(table["experiment"]) if e in published]
-    experiments = sorted(ours) + sorted(theirs)
-    targets = _ordered_targets(table["target"].unique())
-    tracks = table.groupby("experiment")["track"].nunique()
-
-    def label(exp):
-        return f"{exp} (published)" if exp in published else exp
-
-    lines = ["# Evaluation summary", "",
-             "BSS Eval v4 (museval, 1 s windows and hops, as SiSEC 2018): median over frames, "
-             "then median over tracks (museval's `EvalStore.agg_frames_tracks_scores()`), in dB.", ""]
-    for metric in ("SDR", "SIR", "SAR", "ISR"):
-        lines += [f"## {metric}", "", "| experiment | tracks | " + " | ".join(targets) + " |",
-                  "|---|---:|" + "---:|" * len(targets)]
-        for exp in experiments:
-            cells = [_fmt(medians.get((exp, t, metric), math.nan)) for t in targets]
-            lines.append(f"| {label(exp)} | {tracks[exp]} | " + " | ".join(cells) + " |")
-        lines.append("")
-    track_sets = {exp: frozenset(table.loc[table["experiment"] == exp, "track"]) for exp in experiments}
-    if len(set(track_sets.values())) > 1:
-        common = frozenset.intersection(*track_sets.values())
-        lines += [f"Note: the experiments were scored on different tracks ({len(common)} in common); "
-                  "their medians are over different sets and compare only roughly.", ""]
-    ref = _irm1(sorted(ours) + sorted(theirs))
-    if ref is not None:
-        lines += [f"## SDR as a fraction of {ref}'s", "",
-                  f"Each experiment's median SDR divided by that of the oracle `{ref}` (ideal ratio mask), "
-                  "per target; 1.00 is oracle quality.", "",
-                  "| experiment | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
-        for exp in experiments:
-            cells = []
-            for t in targets:
-                num, den = medians.get((exp, t, "SDR"), math.nan), medians.get((ref, t, "SDR"), math.nan)
-                cells.append(_fmt(num / den if den and not math.isnan(den) else math.nan))
-            lines.append(f"| {label(exp)} | " + " | ".join(cells) + " |")
-        lines.append("")
-    sdr = table[table["metric"] == "SDR"]
-    nan = sdr["score"].isna()
-    lines += ["## Silent frames", ""]
-    if not nan.any():
-        lines += ["No NaN frames: every window of every reference and estimate had sound.", ""]
-    else:
-        lines += [f"{int(nan.sum())} of {len(sdr)} frames (target × window) are NaN: a reference or an "
-                  "estimate of the target's evaluation group is silent in that window (all zeros: "
-                  "BSS Eval is undefined there), or, rarely, the estimate equals its reference "
-                  "(SDR +inf, which museval stores as NaN). They are ignored as museval ignores them "
-                  "(NaN-skipping median over frames; a track whose frames are all NaN for a target "
-                  "drops out of that target's median over tracks).", "",
-                  "| experiment | NaN frames | frames | tracks all NaN for some target |", "|---|---:|---:|---|"]
-        per_track = sdr.groupby(["experiment", "track", "target"])["score"].apply(lambda s: s.isna().all())
-        for exp in experiments:
-            part = sdr[sdr["experiment"] == exp]
-            dead = per_track.loc[exp]
-            dead = sorted({f"{track} ({target})" for (track, target), flag in dead.items() if flag})
-            lines.append(f"| {label(exp)} | {int(part['score'].isna().sum())} | {len(part)} | "
-                         f"{', '.join(dead) if dead else '–'} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
-              summary_md: str | os.PathLike | None = None,
-              experiment_from: str | Callable[[Path], str] = "parent",
-              published: Sequence[str | os.PathLike] = (),
-              track_names: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Read the museval JSON files in ``paths`` (and in ``published``
-    folders, e.g. the SiSEC 2018 submissions, put beside ours as more
-    experiments), write every frame score to ``out_csv`` (:data:`COLUMNS`)
-    and, if asked, the Markdown summary to ``summary_md``. Returns the tidy
-    table; :func:`median_scores` of it is what the field reports.
-    ``track_names`` maps file stems to track names (see :func:`load_scores`;
-    :func:`track_names_from_table` reads them from tracks.tsv)."""
-    ours = load_scores(paths, experiment_from, track_names) if paths else None
-    theirs = load_scores(published, experiment_from, track_names) if published else None
-    if ours is None and theirs is None:
-        raise MusicsepError("no score files given")
-    if ours is not None and theirs is not None:
-        clash = sorted(set(ours["experiment"]) & set(theirs["experiment"]))
-        if clash:
-            raise MusicsepError(f"experiment name(s) {', '.join(clash)} both ours and published")
-    table = pd.concat([t for t in (ours, theirs) if t is not None], ignore_index=True)
-    with atomic_path(out_csv) as tmp:
-        table.to_csv(tmp, index=False, na_rep="NaN")
-    medians = median_scores(table).unstack("metric")
-    for (exp, target), row in medians.iterrows():
-        log.info("%s %s: SDR %s", exp, target, _fmt(row.get("SDR", math.nan)))
-    if summary_md is not None:
-        text = summary_markdown(table, published=set(theirs["experiment"]) if theirs is not None else ())
-        with atomic_path(summary_md) as tmp:
-            Path(tmp).write_text(text)
-    return table

@@ -9,8 +9,8 @@ from typing import Sequence
 import h5py
 import pandas as pd
 
+from musicsep.data.shard import read_attrs
 from musicsep.io import atomic_path
-from musicsep.shard import read_attrs
 
 log = logging.getLogger(__name__)
 

@@ -17,40 +17,15 @@ import h5py
 import numpy as np
 import torch
 
-from musicsep import STREAMS, MusicsepError, __version__
+from musicsep import HOP, N_FFT, N_MELS, SAMPLE_RATE, MusicsepError, __version__
+from musicsep.data.shard import Shard
 from musicsep.io import atomic_path
+from musicsep.spectral.stft import log_magnitude, stft
 
 log = logging.getLogger(__name__)
 
 
-def stft(audio: torch.Tensor, n_fft: int = 2048, hop: int = 512, center: bool = True) -> torch.Tensor:
-    """Complex STFT with a Hann window: ``(..., samples)`` -> ``(..., freq, frames)``."""
-    shape = audio.shape
-    window = torch.hann_window(n_fft, device=audio.device, dtype=audio.dtype)
-    spec = torch.stft(audio.reshape(-1, shape[-1]), n_fft=n_fft, hop_length=hop, window=window,
-                      center=center, return_complex=True)
-    return spec.reshape(*shape[:-1], *spec.shape[-2:])
-
-
-def magnitude(spec: torch.Tensor) -> torch.Tensor:
-    """``spec.abs()`` of a complex spectrogram, as sqrt(re² + im²) in three
-    passes over its real view (the same layout): about twice as fast on the
-    CPU as complex ``abs``, which computes a complex result and copies its
-    real part. Equal to ``abs`` up to float rounding (one unit in the last
-    place: ``abs`` computes the same formula with other rounding)."""
-    if not spec.is_complex():
-        return spec.abs()
-    parts = torch.view_as_real(spec)
-    re, im = parts[..., 0], parts[..., 1]
-    return torch.addcmul(re * re, im, im).sqrt_()
-
-
-def log_magnitude(magnitude: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Log compression of a magnitude spectrogram."""
-    return torch.log(magnitude + eps)
-
-
-def compute_stats(shards: Sequence[str | Path], out: str | Path, *, n_fft: int = 2048, hop: int = 512,
+def compute_stats(shards: Sequence[str | Path], out: str | Path, *, n_fft: int = N_FFT, hop: int = HOP,
                   log_eps: float = 1e-6, block_frames: int = 2048) -> dict:
     """Whitening statistics of the training mixtures: per-frequency mean and
     standard deviation of the log magnitude, pooled over channels, frames and
@@ -64,20 +39,14 @@ def compute_stats(shards: Sequence[str | Path], out: str | Path, *, n_fft: int =
     total_sq = np.zeros(n_freq)
     count = 0
     names, rates = [], set()
-    mixture = STREAMS.index("mixture")
     for path in shards:
-        try:
-            h5 = h5py.File(path, "r")
-        except OSError as err:
-            raise MusicsepError(f"{path}: not a readable shard ({err})") from None
-        with h5:
-            audio = h5["audio"]
-            rates.add(int(h5.attrs["sample_rate"]))
-            names.append(str(h5.attrs["name"]))
-            samples = audio.shape[-1]
+        with Shard(path) as shard:
+            rates.add(shard.sample_rate)
+            names.append(shard.name)
+            samples = shard.length
             step = block_frames * hop
             for start in range(0, max(samples - n_fft, 0) + 1, step):
-                block = torch.from_numpy(audio[mixture, :, start:start + step + n_fft - hop])
+                block = torch.from_numpy(shard.mixture(start, start + step + n_fft - hop))
                 if block.shape[-1] < n_fft:
                     break
                 logmag = log_magnitude(stft(block, n_fft, hop, center=False).abs(), log_eps).double()
@@ -113,18 +82,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     return (mel / sums).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- #
-# Banded products with the (frozen) mel projections, on the CPU
-# --------------------------------------------------------------------------- #
-# The mel filterbank is zero outside each band's few bins, and the entries of
-# its pseudo-inverse fall off exponentially away from the band (below 1e-12 of
-# the largest within ~30 columns of each row). Split into blocks of rows, each
-# with the range of columns that holds its entries above BAND_REL of the
-# largest, a product costs a fifth to a third of the dense one. What is left
-# out contributes less than 300 * 1e-12 of the largest term, far below float32
-# rounding: the results equal the dense products up to that rounding (tested).
-
 BAND_ROWS, BAND_REL = 64, 1e-12
+
+
 _BLOCKS: dict[int, tuple] = {}
 
 
@@ -202,8 +162,8 @@ class Features(torch.nn.Module):
     masks, mixture and source magnitudes read all operands in the same order.
     """
 
-    def __init__(self, *, sample_rate: int = 44100, n_fft: int = 2048, hop: int = 512,
-                 n_mels: int = 300, log_eps: float = 1e-6):
+    def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP,
+                 n_mels: int = N_MELS, log_eps: float = 1e-6):
         super().__init__()
         self.sample_rate, self.n_fft, self.hop, self.n_mels, self.log_eps = sample_rate, n_fft, hop, n_mels, log_eps
         n_freq = n_fft // 2 + 1

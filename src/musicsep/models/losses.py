@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from musicsep.features import banded_linear, banded_linear_t
+from musicsep.spectral.features import banded_linear, banded_linear_t
 
 
 def target_magnitudes(mix_mag: torch.Tensor, src_mag: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,10 @@ import pandas as pd
 import yaml
 
 from musicsep import MusicsepError
-from musicsep.config import load_yaml, validate
-from musicsep.dataset import Dataset, build_table, scan, table_frame
-from musicsep.toy import toy_tracks
+from musicsep.data.musdb import build_table, scan, table_frame
+from musicsep.models.registry import MODELS, check_loss, check_model_args
+from musicsep.toy.musdb import toy_tracks
+from musicsep.workflow.config import load_yaml, validate
 
 
 @dataclass(frozen=True)
@@ -113,25 +114,19 @@ def _yaml_scalar(value):
     return parsed if isinstance(parsed, (int, float, bool)) else value
 
 
-DEFAULT_LOSS = {"blstm_mask": "l1", "conditional_centroids": "l1_dc", "deep_clustering": "dc"}
-
-
 def experiment_specs(config: dict) -> dict[str, dict]:
     """One training spec per experiment (what ``musicsep train`` runs),
     checked now so that a bad experiment block fails at parse time, naming the
     key: model arguments against the model's signature, the loss against the
     model."""
-    from musicsep.models import check_model_args
-    from musicsep.train import check_spec
-
     specs = {}
     for name, exp in config["experiments"].items():
         args = {k: _yaml_scalar(v) for k, v in (exp.get("model_args") or {}).items()}
         check_model_args(exp["model"], f"experiments.{name}.model_args", **args)
-        spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or DEFAULT_LOSS[exp["model"]],
+        spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or MODELS[exp["model"]].default_loss,
                 "model_args": args, "training": {**config["training"], **exp.get("training", {})},
                 "loader": config["loader"], "features": config["features"],
                 "sample_rate": config["data"]["sample_rate"]}
-        check_spec(spec)
+        check_loss(name, spec["model"], spec["loss"])
         specs[name] = spec
     return specs

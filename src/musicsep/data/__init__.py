@@ -1,0 +1,1 @@
+"""Data on disk: datasets, ffmpeg, the shard format, the track table, training excerpts."""

@@ -1,0 +1,1 @@
+"""Evaluation: BSS Eval v4 per track (museval), aggregation into tables."""

@@ -1,0 +1,62 @@
+"""What every report item shares: figures saved without dates, the order of systems, colours."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from musicsep import ORACLES, TARGETS
+from musicsep.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+SOURCE_COLOURS = {"drums": "#1f77b4", "bass": "#2ca02c", "other": "#ff7f0e", "vocals": "#d62728"}
+
+
+REFERENCE = "reference"
+"""Name of the mixture and true sources among the systems' audio pages."""
+
+
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "musicsep", "font.size": 9, "axes.titlesize": 10}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str | Path, dpi: int = 110) -> None:
+    """Save a figure atomically (format from the suffix), without dates (so
+    that reruns give the same file), and close it."""
+    plt = _pyplot()
+    out = Path(out)
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    metadata = {"Date": None} if fmt in ("svg", "pdf") else {"Software": None}
+    try:
+        with atomic_path(out) as tmp:
+            with plt.rc_context(_RC):
+                fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
+    finally:
+        plt.close(fig)
+    log.info("-> %s", out)
+
+
+def is_oracle(system: str) -> bool:
+    return system.lower().startswith("oracle") or system.lower() in ORACLES
+
+
+def system_order(systems) -> list[str]:
+    """Models first (sorted), then oracles (sorted)."""
+    systems = list(dict.fromkeys(systems))
+    return sorted(s for s in systems if not is_oracle(s)) + sorted(s for s in systems if is_oracle(s))
+
+
+def _targets_of(table: pd.DataFrame) -> list[str]:
+    present = set(table["target"])
+    return [t for t in TARGETS if t in present] + sorted(present - set(TARGETS))

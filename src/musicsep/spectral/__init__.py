@@ -1,0 +1,1 @@
+"""The one STFT (framing, overlap-add), the model features and the Wiener filter."""
