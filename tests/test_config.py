@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from musicsep import MusicsepError
-from musicsep.workflow.config import load_yaml, validate
+from musicsep.workflow.config import constant, load_yaml, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
@@ -15,13 +15,21 @@ def walk(schema, path=()):
         yield from walk(sub, path + (key,))
 
 
+def validate_value(value, schema) -> bool:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
 def test_every_key_has_description_and_default():
     schema = load_yaml(SCHEMA)
     keys = list(walk(schema))
     assert len(keys) > 20
     for path, sub in keys:
         assert sub.get("description"), f"{'.'.join(path)} has no description"
-        assert "default" in sub, f"{'.'.join(path)} has no default"
+        assert ("default" in sub) != ("default_constant" in sub), f"{'.'.join(path)}: one default expected"
+        if "default_constant" in sub:       # a constant of the package, of a type the schema allows
+            assert validate_value(constant(sub["default_constant"]), sub), '.'.join(path)
 
 
 def test_repository_config_is_valid_and_equals_defaults():

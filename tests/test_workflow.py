@@ -146,7 +146,7 @@ def test_end_to_end_on_a_tiny_toy(tmp_path, env_path):
         assert sorted(p.name for p in (results / "estimates" / system / slug).iterdir()) == \
             sorted(f"{t}.wav" for t in ["vocals", "drums", "bass", "other", "accompaniment"])
     scores = pd.read_csv(results / "scores.csv")
-    assert set(scores["experiment"]) == set(systems)
+    assert set(scores["system"]) == set(systems)
     summary = (results / "summary.md").read_text()
     assert "| oracle_irm1 |" in summary and "fraction of oracle_irm1" in summary
     # a changed experiment block retrains that experiment only

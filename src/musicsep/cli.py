@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training processes (default: one per visible GPU, else 1; >1 on CPU uses gloo)")
 
     p = command("separate", _separate,
-                "separate an audio file (or a shard) into {drums,bass,other,vocals,accompaniment}.wav")
+                f"separate an audio file (or a shard) into {{{','.join(TARGETS)}}}.wav")
     p.add_argument("input", type=Path, help="an audio file ffmpeg reads, or a shard (.h5) with --shard")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="the model file (model.pt)")

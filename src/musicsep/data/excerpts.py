@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep import MusicsepError
+from musicsep.data.shard import SOURCE_ROWS, Shard
 
-SOURCE_ROWS = [STREAMS.index(s) for s in SOURCES]
 
 
 class MappedShards:
@@ -50,17 +50,14 @@ class MappedShards:
         self.lengths, self.names, self.chunks, self.offsets = [], [], [], []
         rates, channels = set(), set()
         for path in self.paths:
-            try:
-                with h5py.File(path, "r") as h5:
-                    audio = h5["audio"]
-                    self.lengths.append(audio.shape[-1])
-                    channels.add(audio.shape[1])
-                    rates.add(int(h5.attrs["sample_rate"]))
-                    self.names.append(str(h5.attrs["name"]))
-                    self.chunks.append(audio.chunks[-1] if audio.chunks else 0)
-                    self.offsets.append(_chunk_offsets(audio))
-            except (OSError, KeyError) as err:
-                raise MusicsepError(f"{path}: not a readable shard ({err})") from None
+            with Shard(path) as shard:
+                audio = shard.audio
+                self.lengths.append(shard.length)
+                channels.add(shard.channels)
+                rates.add(shard.sample_rate)
+                self.names.append(shard.name)
+                self.chunks.append(audio.chunks[-1] if audio.chunks else 0)
+                self.offsets.append(_chunk_offsets(audio))
         if len(rates) != 1 or len(channels) != 1:
             raise MusicsepError(f"shards differ in sample rate {sorted(rates)} or channels {sorted(channels)}")
         self.sample_rate = rates.pop()

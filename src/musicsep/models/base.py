@@ -12,7 +12,7 @@ track are folded into the batch):
 ``forward`` returns a dict: ``masks`` (the mask models), ``embeddings`` (the
 embedding models). With ``full_resolution=False`` the mask models return
 ``mel_masks`` ``(batch, sources, n_mels, frames)`` instead of ``masks`` (what
-the training loss takes: :func:`musicsep.losses.l1_mel_mask_loss` applies the
+the training loss takes: :func:`musicsep.models.losses.l1_mel_mask_loss` applies the
 inverse projection itself, without materialising the full-resolution masks);
 ``features.to_linear(mel_masks)`` gives ``masks``. :meth:`SeparationModel.masks` is what separation calls: for
 deep clustering it clusters the embeddings.

@@ -1,4 +1,4 @@
-"""Training losses. Shapes as in :mod:`musicsep.models`.
+"""Training losses. Shapes as in :mod:`musicsep.models.base`.
 
 - :func:`l1_mask_loss`: L1 between the masked mixture magnitude and each
   source's magnitude capped at the mixture's (the target of mask models).
@@ -17,7 +17,7 @@
   mixture's maximum.
 - :func:`si_sdr`: scale-invariant SDR in dB, the fast validation metric of
   training (logged as ``si_sdr_fast_not_bss_eval``). It is not BSS Eval's SDR
-  (museval, :mod:`musicsep.evaluate`) and never enters the published tables.
+  (museval, :mod:`musicsep.evaluate.bsseval`) and never enters the published tables.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def l1_mask_loss(masks: torch.Tensor, mix_mag: torch.Tensor, src_mag: torch.Tens
 
 class _MelMaskL1(torch.autograd.Function):
     """mean |clamp(P⁺ m, 0, 1) ⊙ |X| − T| with its gradient in m, computed in
-    the frames-major layout (see :class:`musicsep.features.Features`).
+    the frames-major layout (see :class:`musicsep.spectral.features.Features`).
 
     Autograd would keep (and allocate) the projected masks, the clamped masks,
     the masked mixture, the difference and its absolute value, and walk back

@@ -1,15 +1,17 @@
-"""Separation: a trained model (or an oracle) turns a mixture into sources.
+"""Separation by a trained model: mixture in, sources out.
 
 :class:`Separator` puts the STFT, the mask model and the optional
 multichannel Wiener post-filter together (as open-unmix's ``Separator``).
 Every estimate uses the mixture's phase: ``estimate_k = istft(mask_k * X)``
 with ``X`` the mixture's STFT. Outputs are a dict of ``(channels, samples)``
-float32 arrays, exactly as long as the input: the four sources in
-:data:`musicsep.SOURCES` order and ``accompaniment`` (drums + bass + other).
+float32 arrays, exactly as long as the input, for every name of
+:data:`musicsep.TARGETS`: the four sources and ``accompaniment`` (drums +
+bass + other, summed as musdb sums it).
 
-Bounded memory. The STFT (Hann, ``center=True`` with reflection padding, the
-frame grid of :meth:`musicsep.features.Features.stft`) is never computed for
-the whole track at once: frames are computed chunk by chunk
+Bounded memory. The STFT (:class:`musicsep.spectral.stft.Framing`: Hann,
+``center=True`` with reflection padding, the frame grid of
+:meth:`musicsep.spectral.features.Features.stft`) is never computed for the
+whole track at once: frames are computed chunk by chunk
 (``chunk_seconds``) straight from the padded waveform, the model sees each
 chunk with ``context_seconds`` of extra frames on each side (so its BLSTM
 has context across the boundary) whose output is discarded, and each chunk's
@@ -27,10 +29,8 @@ Models that
 cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
 
-Oracles (:func:`oracle`) compute masks from the true sources on the same STFT
-grid and apply them to the mixture's STFT: ``irm1``, ``irm2``, ``ibm``,
-``ibm1``, ``ibm2`` and ``mwf``, the upper bounds every mask method is
-measured against.
+The oracles (:mod:`musicsep.separate.oracles`) use the same frame grid and
+write the same outputs.
 
 Shapes: audio ``(channels, samples)``; spectrograms ``(..., freq, frames)``,
 ``freq = n_fft // 2 + 1``; stacked estimates ``(sources, channels, ...)``.
@@ -252,7 +252,7 @@ def separate_file(input_path: str | Path, model_path: str | Path | Separator, ou
     """Separate any audio file ffmpeg reads into ``{out_dir}/{target}.wav``.
 
     The file is decoded once at its own rate as stereo (mono duplicated, more
-    channels downmixed: :func:`musicsep.audio.decode`), resampled to the
+    channels downmixed: :func:`musicsep.data.audio.decode`), resampled to the
     model's rate with soxr, separated, and each estimate resampled back to the
     input rate and trimmed or padded to exactly the decoded input's length.
     Returns the written paths by target.

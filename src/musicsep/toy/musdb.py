@@ -4,7 +4,7 @@
 ``Artist - Title.stem.mp4`` (five AAC streams: mixture, drums, bass, other,
 vocals; stereo, 44.1 kHz), as a zip like ``musdb18.zip`` or as a folder, or the
 MUSDB18-HQ layout (``Artist - Title/{mixture,drums,bass,other,vocals}.wav``).
-The songs come from :mod:`musicsep.synth` (a numpy synthesizer: deterministic
+The songs come from :mod:`musicsep.toy.synth` (a numpy synthesizer: deterministic
 from the seed, nothing to download); the mixture is the sum of the stems.
 
 Track names carry the characters real MUSDB names carry (spaces, apostrophes,

@@ -1,9 +1,13 @@
 """Training: one experiment, on every device the job was given, resumable.
 
-Read top to bottom: :func:`main_worker` is the whole loop. An experiment is a
+Read top to bottom: :func:`train` starts one process per device
+(:func:`musicsep.train.distributed.launch`), :func:`main_worker` sets each
+up, and :func:`_loop` is the whole loop: model, optimiser, data, epochs,
+validation, checkpoints, and the model file at the end. An experiment is a
 *spec*, a plain dict built by the workflow from the config (``name``,
 ``model``, ``model_args``, ``loss``, ``training``, ``loader``, ``features``,
-``sample_rate``); :func:`train` runs it.
+``sample_rate``). The loss of a batch is :mod:`musicsep.train.objective`'s,
+checkpoints and model files are :mod:`musicsep.models.checkpoint`'s.
 
 - Devices: one process per visible GPU with DistributedDataParallel (NCCL);
   ``processes`` > 1 without GPUs runs the same code on CPU processes with gloo;

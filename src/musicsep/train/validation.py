@@ -46,7 +46,7 @@ def fast_si_sdr(model, kept: dict, sources: torch.Tensor, silence: float = 1e-10
     """SI-SDR sums and counts ``(2, sources)`` over a validation batch: each
     source's estimate is the inverse STFT of its mask times the mixture's
     spectrogram (mixture phase), scored against the true source (both channels
-    as one signal) with :func:`musicsep.losses.si_sdr`; references whose mean
+    as one signal) with :func:`musicsep.models.losses.si_sdr`; references whose mean
     square is at most ``silence`` are left out. ``kept`` is what
     :func:`compute_loss` kept of the batch. Deep clustering's masks are its
     clusters, whose classes are unknown until training ends (the class

@@ -1,6 +1,8 @@
 """Configuration: load YAML, validate against a JSON schema, fill defaults.
 
-Every key is described in ``config/schema.yaml`` with its default. Errors name
+Every key is described in ``config/schema.yaml`` with its default: a value,
+or (``default_constant: musicsep.N_FFT``) a constant of the package, so that
+a value the code also uses is written once. Errors name
 the key by its dotted path (``data.sample_rate``), and unknown keys are
 rejected with the keys that are allowed in their place.
 """
@@ -8,6 +10,7 @@ rejected with the keys that are allowed in their place.
 from __future__ import annotations
 
 import copy
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +54,30 @@ def _coerce(schema: dict, value: str) -> Any:
     return parsed if ok else value
 
 
+def constant(path: str) -> Any:
+    """The package constant a schema's ``default_constant`` names (``musicsep.N_FFT``)."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _default(schema: dict) -> Any:
+    if "default_constant" in schema:
+        return constant(schema["default_constant"])
+    return copy.deepcopy(schema["default"])
+
+
+def _has_default(schema: dict) -> bool:
+    return "default" in schema or "default_constant" in schema
+
+
 def _fill_defaults(schema: dict, value: Any) -> Any:
     """Return ``value`` with the schema's defaults filled in, recursively."""
-    if value is None and "default" in schema:
-        value = copy.deepcopy(schema["default"])
+    if value is None and _has_default(schema):
+        value = _default(schema)
     if isinstance(value, dict) and "properties" in schema:
         for key, sub in schema["properties"].items():
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
+            if key not in value and _has_default(sub):
+                value[key] = _default(sub)
             if isinstance(value.get(key), dict):
                 value[key] = _fill_defaults(sub, value[key])
     return value
