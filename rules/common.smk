@@ -10,6 +10,7 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 try:
     from musicsep import ORACLES, TARGETS, MusicsepError, oracle_system
     from musicsep.models.registry import MODELS
+    from musicsep.report import EXCERPT_SECONDS
     from musicsep.workflow.plan import check_container, experiment_specs, load_config, plan, use_this_python
 except ImportError as err:
     raise WorkflowError(

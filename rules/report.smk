@@ -10,8 +10,6 @@ report: "../report/workflow.rst"
 
 PLOTS = f"{RESULTS}/plots"
 FIRST_TEST = next(iter(PLAN.tracks[PLAN.tracks["split"] == "test"].sort_values("name").index), None)
-EXCERPT_SECONDS = 10.0
-AUDIO_RATE = 22050
 EMBEDDING_EXPS = [exp for exp, spec in SPECS.items() if "embeddings" in MODELS[spec["model"]].plots]
 SCORE_PLOTS = {
     "table": f"{PLOTS}/summary.html",

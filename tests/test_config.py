@@ -87,12 +87,16 @@ def test_toy_config_layers_on_the_default():
 
 
 @pytest.mark.parametrize("block, message", [
-    ({"x": {"model": "unet"}}, "config key experiments.x.model: 'unet' is not one of"),
+    ({"x": {"model": "unet"}}, "experiments.x.model: unknown model 'unet' (known: blstm_mask"),
+    ({"x": {"model": "blstm_mask", "loss": "dc"}}, "experiments.x.loss: 'dc' does not fit model blstm_mask"),
     ({"x": {"model": "blstm_mask", "los": "l1"}}, "unknown config key experiments.x.los"),
     ({"x": {"model": "blstm_mask", "training": {"lr": "fast"}}}, "experiments.x.training.lr: 'fast' is not of type"),
     ({"x": {"model": "blstm_mask", "training": {"epoch": 3}}}, "unknown config key experiments.x.training.epoch"),
     ({"bad name": {"model": "blstm_mask"}}, "'bad name' does not match"),
 ])
 def test_bad_experiment_blocks_are_named(block, message):
+    """Named by the schema, or by the model registry when the workflow checks the experiments."""
+    from musicsep.workflow.plan import experiment_specs
+
     with pytest.raises(MusicsepError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        validate({"experiments": block}, SCHEMA)
+        experiment_specs(validate({"experiments": block}, SCHEMA))

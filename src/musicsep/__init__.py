@@ -47,6 +47,9 @@ HOP = 512
 N_MELS = 300
 """Mel bands of the models' frozen projection, by default (the paper's 300)."""
 
+LOG_EPS = 1e-6
+"""Floor added to a magnitude before its logarithm (features and statistics), by default."""
+
 
 class MusicsepError(Exception):
     """An error caused by input (a file, a key, an argument): shown to the user

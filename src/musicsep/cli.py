@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from musicsep import HOP, N_FFT, ORACLES, SAMPLE_RATE, TARGETS, MusicsepError, __version__
+from musicsep import HOP, LOG_EPS, N_FFT, ORACLES, SAMPLE_RATE, TARGETS, MusicsepError, __version__, data, report, toy
 from musicsep.io import setup_logging
 from musicsep.memory import reuse_freed_memory
 from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS
@@ -175,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("make-toy-musdb", _make_toy, "write the built-in toy MUSDB (musdb18.zip format, or HQ)")
     p.add_argument("out", type=Path, help="output: a .zip file (like musdb18.zip) or a folder")
-    p.add_argument("--seed", type=int, default=2019, help="seed of names and audio (default 2019)")
-    p.add_argument("--train", type=int, default=8, help="train tracks (default 8)")
-    p.add_argument("--test", type=int, default=3, help="test tracks (default 3)")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds per track (default 20)")
+    p.add_argument("--seed", type=int, default=toy.SEED, help=f"seed of names and audio (default {toy.SEED})")
+    p.add_argument("--train", type=int, default=toy.TRAIN_TRACKS, help=f"train tracks (default {toy.TRAIN_TRACKS})")
+    p.add_argument("--test", type=int, default=toy.TEST_TRACKS, help=f"test tracks (default {toy.TEST_TRACKS})")
+    p.add_argument("--duration", type=float, default=toy.SECONDS,
+                   help=f"seconds per track (default {toy.SECONDS:g})")
     p.add_argument("--hq", action="store_true", help="MUSDB18-HQ layout (wav per source)")
     p.add_argument("--jobs", type=int, default=1, help="tracks rendered in parallel (default 1)")
 
@@ -186,9 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", type=Path, help="musdb18.zip, MUSDB18 folder, or MUSDB18-HQ zip/folder")
     p.add_argument("--subsets", nargs="+", default=["train", "test"], choices=["train", "test"])
     p.add_argument("--max-tracks", type=int, default=None, help="first N tracks per subset")
-    p.add_argument("--valid-fraction", type=float, default=0.15,
-                   help="validation share when MUSDB's official names are absent (default 0.15)")
-    p.add_argument("--valid-seed", type=int, default=0, help="seed of that split (default 0)")
+    p.add_argument("--valid-fraction", type=float, default=data.VALID_FRACTION,
+                   help=f"validation share when MUSDB's official names are absent (default {data.VALID_FRACTION:g})")
+    p.add_argument("--valid-seed", type=int, default=data.VALID_SEED,
+                   help=f"seed of that split (default {data.VALID_SEED})")
     p.add_argument("--out", type=Path, help="write a TSV here instead of printing it")
 
     p = command("shard", _shard, "decode one track once and write its HDF5 shard")
@@ -199,9 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slug", default=None, help="the track's slug, stored in the shard")
     p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help=f"output rate in Hz (default {SAMPLE_RATE})")
     p.add_argument("--mono", action="store_true", help="downmix every stream to mono")
-    p.add_argument("--chunk-seconds", type=float, default=1.0, help="HDF5 chunk length (default 1.0)")
-    p.add_argument("--silence-db", type=float, default=-60.0,
-                   help="RMS (dBFS) under which a source is flagged silent (default -60)")
+    p.add_argument("--chunk-seconds", type=float, default=data.SHARD_CHUNK_SECONDS,
+                   help=f"HDF5 chunk length (default {data.SHARD_CHUNK_SECONDS:g})")
+    p.add_argument("--silence-db", type=float, default=data.SILENCE_DB,
+                   help=f"RMS (dBFS) under which a source is flagged silent (default {data.SILENCE_DB:g})")
 
     p = command("tracks", _tracks, "write the track table from shards (durations, silent sources)")
     p.add_argument("shards", nargs="+", type=Path)
@@ -212,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--n-fft", type=int, default=N_FFT)
     p.add_argument("--hop", type=int, default=HOP)
-    p.add_argument("--log-eps", type=float, default=1e-6)
+    p.add_argument("--log-eps", type=float, default=LOG_EPS)
 
     p = command("summary", _summary, "write a short Markdown summary of the prepared data")
     p.add_argument("--tracks", type=Path, required=True, help="the track table (tracks.tsv)")
@@ -294,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
         k.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5)")
         k.add_argument("--out", type=Path, required=True, help="the figure (.png or .svg)")
         k.add_argument("--name", default=None, help="experiment name (default: the model's)")
-    k.add_argument("--points", type=int, default=3000, help="points drawn (default 3000)")
+    k.add_argument("--points", type=int, default=report.EMBEDDING_POINTS,
+                   help=f"points drawn (default {report.EMBEDDING_POINTS})")
     k = kinds.add_parser("audio", help="WAV excerpts of a system's estimates (or of the true sources) and "
                                        "a page of audio players")
     k.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5): mixture and true sources")
@@ -305,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out-dir", type=Path, required=True, help="the clips: OUT_DIR/{target}.wav")
     k.add_argument("--page", type=Path, required=True, help="the HTML page of audio players")
     for k in (kinds.choices["masks"], kinds.choices["embeddings"], kinds.choices["audio"]):
-        k.add_argument("--seconds", type=float, default=10.0, help="excerpt length (default 10)")
+        k.add_argument("--seconds", type=float, default=report.EXCERPT_SECONDS,
+                       help=f"excerpt length (default {report.EXCERPT_SECONDS:g})")
         k.add_argument("--start", type=float, default=None,
                        help="excerpt start in seconds (default: where the four sources are loudest together)")
 

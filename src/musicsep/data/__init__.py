@@ -1,1 +1,12 @@
-"""Data on disk: datasets, ffmpeg, the shard format, the track table, training excerpts."""
+"""Data on disk: datasets, ffmpeg, the shard format, the track table, training excerpts.
+
+Defaults shared by the command line and the config schema live here."""
+
+SHARD_CHUNK_SECONDS = 1.0
+"""HDF5 chunk length of a shard: one chunk per stream, so a few-second excerpt touches a few chunks."""
+
+SILENCE_DB = -60.0
+"""A source whose RMS over the whole track lies below this level (dBFS) is flagged silent."""
+
+VALID_FRACTION, VALID_SEED = 0.15, 0
+"""Share of training tracks held out for validation when MUSDB18's official names are absent, and its seed."""

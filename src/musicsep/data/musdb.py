@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from musicsep import STREAMS, MusicsepError
+from musicsep.data import VALID_FRACTION, VALID_SEED
 
 STEM_SUFFIX = ".stem.mp4"
 SUBSETS = ("train", "test")
@@ -341,7 +342,7 @@ def build_table(entries: list[tuple[str, str, str, float]], fraction: float, see
 
 
 def scan(path: str | os.PathLike, subsets=SUBSETS, max_tracks: int | None = None,
-         fraction: float = 0.15, seed: int = 0) -> tuple[Dataset, list[Track]]:
+         fraction: float = VALID_FRACTION, seed: int = VALID_SEED) -> tuple[Dataset, list[Track]]:
     """Open the dataset at ``path`` and build its track table."""
     dataset = Dataset.open(path)
     entries = []

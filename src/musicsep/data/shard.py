@@ -32,6 +32,7 @@ import numpy as np
 import soundfile
 
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError, __version__
+from musicsep.data import SHARD_CHUNK_SECONDS, SILENCE_DB
 from musicsep.data.audio import AudioError, AudioStream, decode_blocks, probe
 from musicsep.data.musdb import STEM_SUFFIX, Dataset, mp4_audio_streams
 from musicsep.io import atomic_path, sha256_stream
@@ -121,8 +122,8 @@ def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str)
 
 
 def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
-                sample_rate: int = SAMPLE_RATE, mono: bool = False, chunk_seconds: float = 1.0,
-                silence_db: float = -60.0, slug: str | None = None) -> dict:
+                sample_rate: int = SAMPLE_RATE, mono: bool = False, chunk_seconds: float = SHARD_CHUNK_SECONDS,
+                silence_db: float = SILENCE_DB, slug: str | None = None) -> dict:
     """Decode a track once and write its shard to ``out``; returns the attributes."""
     name = track_name(member)
     where = f"track '{name}'"

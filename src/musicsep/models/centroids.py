@@ -8,7 +8,7 @@ import typing
 import torch
 from torch import nn
 
-from musicsep import HOP, N_FFT, N_MELS, SAMPLE_RATE
+from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE
 from musicsep.models.base import EmbeddingModel
 from musicsep.models.registry import check_model_args
 
@@ -36,7 +36,7 @@ class ConditionalCentroids(EmbeddingModel):
     name = "conditional_centroids"
 
     def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, n_mels: int = N_MELS,
-                 log_eps: float = 1e-6, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
+                 log_eps: float = LOG_EPS, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
                  dim: int = 15, unit_norm: bool = True, covariance: Covariance = "tied_diag",
                  em_iterations: int = 0, var_floor: float = 1e-3):
         check_model_args(self.name, covariance=covariance)

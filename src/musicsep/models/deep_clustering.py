@@ -8,7 +8,7 @@ import typing
 import torch
 from torch import nn
 
-from musicsep import HOP, N_FFT, N_MELS, SAMPLE_RATE
+from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE
 from musicsep.models.base import EmbeddingModel
 from musicsep.models.centroids import ConditionalCentroids
 from musicsep.models.registry import check_model_args
@@ -32,7 +32,7 @@ class DeepClustering(EmbeddingModel):
     name = "deep_clustering"
 
     def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, n_mels: int = N_MELS,
-                 log_eps: float = 1e-6, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
+                 log_eps: float = LOG_EPS, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
                  dim: int = 20, unit_norm: bool = True, clustering: Clustering = "kmeans",
                  cluster_iterations: int = 20):
         check_model_args(self.name, clustering=clustering)

@@ -32,3 +32,9 @@ blocks of the shard.
 
 Figures use matplotlib's Agg backend: SVG for plots, PNG for spectrograms.
 """
+
+EXCERPT_SECONDS = 10.0
+"""Length of the excerpt every figure and audio page shows, by default."""
+
+EMBEDDING_POINTS = 3000
+"""Points drawn in an embedding figure, by default."""

@@ -14,6 +14,7 @@ from musicsep import SOURCES, TARGETS, MusicsepError
 from musicsep.io import atomic_path
 from musicsep.report.common import REFERENCE
 from musicsep.report.excerpt import Excerpt, read_excerpt
+from musicsep.report import EXCERPT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _read_estimate(path: Path, start: int, length: int, rate: int) -> np.ndarray
 
 
 def audio_examples(shard: str | Path, out_dir: str | Path, page: str | Path, *,
-                   estimates: str | Path | None = None, name: str | None = None, seconds: float = 10.0,
+                   estimates: str | Path | None = None, name: str | None = None, seconds: float = EXCERPT_SECONDS,
                    start: float | None = None) -> dict[str, Path]:
     """One system's audio of an excerpt (:func:`read_excerpt`): the
     excerpt of each ``{target}.wav`` in the folder ``estimates`` (whole-track

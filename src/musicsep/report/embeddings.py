@@ -10,6 +10,7 @@ from musicsep import SOURCES, MusicsepError
 from musicsep.report.common import _RC, SOURCE_COLOURS, _pyplot, _save
 from musicsep.report.excerpt import Excerpt, read_excerpt
 from musicsep.report.masks import _load, _spectra
+from musicsep.report import EMBEDDING_POINTS, EXCERPT_SECONDS
 
 
 def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -65,8 +66,8 @@ def embedding_points(model, excerpt: Excerpt, channel: int = 0) -> dict[str, np.
             "assigned": assigned.numpy()[active], "centroids": centroids}
 
 
-def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, *, seconds: float = 10.0,
-                    start: float | None = None, name: str | None = None, points: int = 3000, seed: int = 0,
+def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, *, seconds: float = EXCERPT_SECONDS,
+                    start: float | None = None, name: str | None = None, points: int = EMBEDDING_POINTS, seed: int = 0,
                     channel: int = 0) -> dict:
     """2-D PCA (fitted on every non-silent point of the excerpt) of an
     embedding model's embeddings, ``points`` of them drawn at random: left

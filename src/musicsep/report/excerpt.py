@@ -9,6 +9,7 @@ import numpy as np
 
 from musicsep import MusicsepError
 from musicsep.data.shard import MIXTURE_ROW, SOURCE_ROWS, Shard
+from musicsep.report import EXCERPT_SECONDS
 
 
 @dataclass
@@ -64,7 +65,7 @@ def choose_start(audio, rate: int, length: int, block_seconds: float = 1.0, read
     return min(best * hop, n - length)
 
 
-def read_excerpt(shard: str | Path, seconds: float = 10.0, start: float | None = None) -> Excerpt:
+def read_excerpt(shard: str | Path, seconds: float = EXCERPT_SECONDS, start: float | None = None) -> Excerpt:
     """An excerpt of ``seconds`` (the whole track when shorter) of a shard,
     from ``start`` seconds or, by default, from :func:`choose_start`."""
     if not seconds > 0:

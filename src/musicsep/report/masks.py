@@ -9,6 +9,7 @@ import numpy as np
 from musicsep import SOURCES, MusicsepError
 from musicsep.report.common import _RC, _pyplot, _save
 from musicsep.report.excerpt import Excerpt, read_excerpt
+from musicsep.report import EXCERPT_SECONDS
 
 
 def _load(model_path: str | Path):
@@ -48,7 +49,7 @@ def _frequency_axis(ax, grid: np.ndarray) -> None:
     ax.set_yticks(positions, [f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks])
 
 
-def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, seconds: float = 10.0,
+def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, seconds: float = EXCERPT_SECONDS,
                start: float | None = None, name: str | None = None, channel: int = 0) -> Excerpt:
     """The mixture's log spectrogram of an excerpt (one channel), the model's
     mask per source (``model.masks``) and, for comparison, the ideal ratio

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from musicsep import HOP, N_FFT, N_MELS, SAMPLE_RATE, MusicsepError, __version__
+from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE, MusicsepError, __version__
 from musicsep.data.shard import Shard
 from musicsep.io import atomic_path
 from musicsep.spectral.stft import log_magnitude, stft
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def compute_stats(shards: Sequence[str | Path], out: str | Path, *, n_fft: int = N_FFT, hop: int = HOP,
-                  log_eps: float = 1e-6, block_frames: int = 2048) -> dict:
+                  log_eps: float = LOG_EPS, block_frames: int = 2048) -> dict:
     """Whitening statistics of the training mixtures: per-frequency mean and
     standard deviation of the log magnitude, pooled over channels, frames and
     tracks. Reads each shard in blocks of ``block_frames`` STFT frames (bounded
@@ -163,7 +163,7 @@ class Features(torch.nn.Module):
     """
 
     def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP,
-                 n_mels: int = N_MELS, log_eps: float = 1e-6):
+                 n_mels: int = N_MELS, log_eps: float = LOG_EPS):
         super().__init__()
         self.sample_rate, self.n_fft, self.hop, self.n_mels, self.log_eps = sample_rate, n_fft, hop, n_mels, log_eps
         n_freq = n_fft // 2 + 1

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from musicsep import HOP, N_FFT, MusicsepError
+from musicsep import HOP, LOG_EPS, N_FFT, MusicsepError
 
 # A reader returns samples [start, stop) of a signal as float32 (..., channels, stop - start).
 Reader = Callable[[int, int], np.ndarray]
@@ -46,7 +46,7 @@ def magnitude(spec: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(re * re, im, im).sqrt_()
 
 
-def log_magnitude(magnitude: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def log_magnitude(magnitude: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
     """Log compression of a magnitude spectrogram."""
     return torch.log(magnitude + eps)
 

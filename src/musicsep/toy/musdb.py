@@ -29,6 +29,7 @@ import soundfile
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError
 from musicsep.data.audio import write_stem_mp4
 from musicsep.data.musdb import STEM_SUFFIX, SUBSETS
+from musicsep.toy import SECONDS, SEED, TEST_TRACKS, TRAIN_TRACKS
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def _write_track(args: tuple) -> str:
     return member
 
 
-def make_toy_musdb(out: str | Path, *, seed: int = 2019, train: int = 8, test: int = 3,
-                   duration: float = 20.0, fmt: str = "stems", jobs: int = 1) -> Path:
+def make_toy_musdb(out: str | Path, *, seed: int = SEED, train: int = TRAIN_TRACKS, test: int = TEST_TRACKS,
+                   duration: float = SECONDS, fmt: str = "stems", jobs: int = 1) -> Path:
     """Write the toy MUSDB to ``out``: a zip when ``out`` ends in ``.zip``,
     otherwise a folder. ``fmt`` is "stems" (musdb18) or "hq" (MUSDB18-HQ).
     The result appears only when complete (written aside, then renamed)."""
