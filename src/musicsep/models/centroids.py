@@ -1,4 +1,5 @@
-"""Conditional centroids (Seetharaman et al., ICASSP 2019): a class-conditional Gaussian mixture unfolded on an embedding space."""
+"""Conditional centroids (Seetharaman et al., ICASSP 2019): a class-conditional Gaussian
+mixture unfolded on a learned embedding space, its posteriors the masks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Deep clustering (Hershey et al., ICASSP 2016): embeddings trained on the affinity loss, clustered at separation time."""
+"""Deep clustering (Hershey et al., ICASSP 2016): embeddings trained on the affinity
+loss, clustered at separation time."""
 
 from __future__ import annotations
 

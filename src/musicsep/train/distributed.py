@@ -16,6 +16,8 @@ from musicsep.train import STOPPED_EXIT, Stopped
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+"""Signals that make training save ``latest.pt`` and stop (SLURM sends them before a time limit)."""
+
 
 def launch(worker, args: tuple, processes: int | None, run_dir) -> None:
     """Run ``worker(local, world, *args)`` in every training process: this
