@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Shell tool (not a rule script): follows every log of the workflow (rules, Snakemake, SLURM, training) in one terminal.
 # Follow every log of the workflow in one terminal: `tail -F` of the rule logs
 # (RESULTS/logs, also `musicsep submit` jobs' .out/.err), Snakemake's own logs
 # (.snakemake/log), SLURM job logs (.snakemake/slurm_logs) and training logs

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Shell tool (not a rule script): installs a missing program with apt (make dag: graphviz), else says how.
 # Make sure PROGRAM is on PATH: install the Debian package PACKAGE with apt
 # where it is missing (as root, or with passwordless sudo), else say how to get
 # it and fail. Usage: scripts/need.sh PROGRAM PACKAGE

@@ -1,4 +1,5 @@
 #!/bin/sh
+# Shell tool (not a rule script): the train rule's command prefix; one process per SLURM task with srun, else the command as it is.
 # per-task.sh COMMAND...: run COMMAND once per task of this SLURM job when
 # called from the job's batch shell (the plugin's `mpi` path, as in
 # profiles/slurm-multinode); otherwise run it as it is (one machine, or a

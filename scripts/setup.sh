@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Shell tool (not a rule script): sets up the virtual environment, torch, the package and ffmpeg (make setup).
 # Set up musicsep on a fresh machine: a virtual environment with torch 2.13.0
 # installed first (so no CUDA build is pulled where a CPU build is wanted), the
 # package and its pinned dependencies, and ffmpeg (apt) where it is missing.

@@ -1,4 +1,12 @@
-"""Many tracks, many systems: museval JSON files gathered into one tidy table and a Markdown summary."""
+"""Many tracks, many systems: museval JSON files gathered into one tidy table and a Markdown summary.
+
+:func:`aggregate` reads museval JSON files (ours, or the published SiSEC 2018
+submissions, ``submissions/<method>/test/<track>.json``) into one tidy table
+(:data:`COLUMNS`: system, track, target, metric, frame, score), writes it as
+CSV and reports the median over frames then over tracks per system, target
+and metric, exactly as museval's ``EvalStore.agg_frames_tracks_scores()``
+does.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""BSS Eval v4 scores of one track (museval, as SiSEC 2018 computed them) and
-their aggregation over tracks and experiments.
+"""BSS Eval v4 scores of one track (museval, as SiSEC 2018 computed them).
 
 ``evaluate_track`` is museval's ``eval_mus_track`` without the musdb track
 object: the same grouping of targets (the four sources evaluated together;
@@ -26,11 +25,7 @@ the group is NaN) with a warning, so an instrumental track does not stop an
 evaluation. Also museval's: a frame whose estimate equals its reference
 exactly has SDR +inf, which ``TrackStore`` stores as NaN (warned as well).
 
-``aggregate`` reads museval JSON files (ours or the published SiSEC 2018
-submissions, ``submissions/<method>/test/<track>.json``) into one tidy table
-(experiment, track, target, metric, frame, score), writes it as CSV and
-reports the median over frames then over tracks per experiment, target and
-metric, exactly as ``EvalStore.agg_frames_tracks_scores()`` does.
+Aggregation over tracks and systems is :mod:`musicsep.evaluate.aggregate`'s.
 """
 
 from __future__ import annotations

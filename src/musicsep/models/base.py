@@ -17,9 +17,9 @@ inverse projection itself, without materialising the full-resolution masks);
 ``features.to_linear(mel_masks)`` gives ``masks``. :meth:`SeparationModel.masks` is what separation calls: for
 deep clustering it clusters the embeddings.
 
-Models take typed keyword arguments (validated by :func:`build_model`, errors
+Models take typed keyword arguments (validated by :func:`musicsep.models.registry.build_model`, errors
 naming the key); a checkpoint stores the model's name, its kwargs and its
-weights, so :func:`load_model` rebuilds it from the file alone.
+weights, so :func:`musicsep.models.checkpoint.load_model` rebuilds it from the file alone.
 """
 
 from __future__ import annotations

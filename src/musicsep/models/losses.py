@@ -93,7 +93,7 @@ def l1_mel_mask_loss(mel_masks: torch.Tensor, inverse: torch.Tensor, mix_mag: to
     without materialising the masks: ``mel_masks`` (batch, sources, n_mels,
     frames), ``inverse`` the inverse mel projection (freq, n_mels) (a constant:
     no gradient), magnitudes as in :func:`l1_mask_loss`. Fastest when all
-    are views of frames-major memory, as :func:`musicsep.train.magnitudes` and
+    are views of frames-major memory, as :func:`musicsep.train.objective.magnitudes` and
     the models make them."""
     with torch.no_grad():
         target_tf = target_magnitudes(mix_mag, src_mag).transpose(-1, -2)

@@ -141,7 +141,7 @@ class Separator:
     @classmethod
     def from_file(cls, path: str | Path, **kw) -> "Separator":
         """A separator for a model file (it describes itself); MusicsepError
-        naming the file for anything else (:func:`musicsep.models.load_model`)."""
+        naming the file for anything else (:func:`musicsep.models.checkpoint.load_model`)."""
         from musicsep.models.checkpoint import load_model
 
         model, _ = load_model(path)

@@ -1,6 +1,6 @@
 """A deterministic numpy synthesizer of short four-stem songs (the toy MUSDB's audio).
 
-:func:`plan_song` draws everything musical from the seed: tempo, key and mode, a
+:func:`musicsep.toy.song.plan_song` draws everything musical from the seed: tempo, key and mode, a
 chord progression, an arrangement of sections (which parts play where) and a
 style per instrument. :func:`render_song` turns a plan into stereo stems:
 
