@@ -72,7 +72,7 @@ class MappedShards:
             if self.offsets[track] is not None:
                 self._open[track] = np.memmap(self.paths[track], dtype=np.uint8, mode="r")
             else:
-                self._open[track] = h5py.File(self.paths[track], "r")["audio"]
+                self._open[track] = Shard(self.paths[track]).audio
         return self._open[track]
 
     def read_into(self, out: np.ndarray, track: int, row: int, offset: int) -> None:
