@@ -10,7 +10,7 @@ TENSORBOARD_PORT ?= 6006
 NOTEBOOK_PORT ?= 8888
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup dry-run report clean dag tensorboard notebook
+.PHONY: run test test-fast setup dry-run report clean dag tensorboard notebook
 
 $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -24,6 +24,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	python -m pytest
+
+# The fast lane: every test but those marked slow (`make test` runs them all).
+test-fast: $(VENV)/.installed
+	python -m pytest -m "not slow"
 
 report: $(VENV)/.installed
 	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml --report report.html

@@ -1,18 +1,32 @@
-"""Shared fixtures: real MUSDB-format data built from the MUSDB18 excerpt that
-stempeg ships, and small toy datasets."""
+"""Shared fixtures and functions: real MUSDB-format data built from the MUSDB18
+excerpt that stempeg ships, small toy datasets, shards written from arrays by
+the package's own writer (``make_shard``), and Snakemake runs of the workflow
+(``snakemake``). The tests mirror the package's layout in subfolders; this
+file and tests/localslurm.py serve them all (``from conftest import ROOT``)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import stempeg
 
+from musicsep import SOURCES, STREAMS, __version__
+from musicsep.data import SHARD_CHUNK_SECONDS, SILENCE_DB
+from musicsep.data.musdb import slugify
+from musicsep.data.shard import MIXTURE_ROW, SOURCE_ROWS, write_layout
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
+SNAKEFILE = ROOT / "Snakefile"
+TOY_CONFIG = (ROOT / "config" / "config.yaml", ROOT / "config" / "toy.yaml")
 
 # Names as real MUSDB18 names are written; the first is an official validation track.
 REAL_NAMES = {
@@ -50,13 +64,6 @@ def toy_zip(tmp_path_factory) -> Path:
                           seed=7, train=2, test=1, duration=4.0, jobs=2)
 
 
-@pytest.fixture()
-def env_path(monkeypatch):
-    """PATH with this interpreter's bin first (for snakemake and python -m musicsep)."""
-    monkeypatch.setenv("PATH", os.pathsep.join([BIN, os.environ.get("PATH", "")]))
-    return os.environ["PATH"]
-
-
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread, and a busy machine slows them less."""
@@ -66,3 +73,87 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def shard_from_arrays(path: str | Path, sources: np.ndarray, *, mixture: np.ndarray | None = None,
+                      sample_rate: int = 44100, name: str = "Artist - Title", slug: str | None = None,
+                      split: str = "test", chunk: int | None = None, compression: str | None = None) -> Path:
+    """A shard at ``path`` in the package's format, written by its writer
+    (:func:`musicsep.data.shard.write_layout`): ``sources`` ``(4, channels,
+    samples)`` in SOURCES order, the mixture their sum unless given; every
+    attribute a decoded track's shard has, measured from the arrays."""
+    sources = np.asarray(sources, dtype=np.float32)
+    assert sources.ndim == 3 and len(sources) == len(SOURCES), sources.shape
+    channels, samples = sources.shape[1:]
+    audio = np.empty((len(STREAMS), channels, samples), np.float32)
+    audio[MIXTURE_ROW] = sources.sum(0) if mixture is None else mixture
+    audio[list(SOURCE_ROWS)] = sources
+    with np.errstate(invalid="ignore"):
+        rms_db = 10 * np.log10(np.maximum(np.mean(audio.astype(np.float64) ** 2, axis=(1, 2)), 1e-20))
+    subset = "test" if split == "test" else "train"
+    attrs = {
+        "name": name, "slug": slug or slugify(name), "subset": subset, "split": split,
+        "sample_rate": sample_rate, "source_sample_rate": sample_rate, "streams": list(STREAMS),
+        "channels": channels, "samples": samples, "duration": samples / sample_rate,
+        "source": f"{subset}/{name}.stem.mp4", "source_checksum": "sha256:" + hashlib.sha256(audio).hexdigest(),
+        "rms_db": rms_db.round(2), "silent": [s for s, level in zip(STREAMS, rms_db) if s in SOURCES
+                                              and level < SILENCE_DB],
+        "musicsep_version": __version__,
+    }
+    chunk = chunk or max(1, int(round(SHARD_CHUNK_SECONDS * sample_rate)))
+    write_layout(path, [audio], attrs, channels=channels, chunk=chunk, compression=compression)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def make_shard():
+    """``make_shard(path, sources, **options)``: a shard written from arrays
+    (see :func:`shard_from_arrays`); returns its path."""
+    return shard_from_arrays
+
+
+# --------------------------------------------------------------------------- Snakemake
+
+
+def snakemake_command(workdir: str | Path, *args: str, snakefile: Path = SNAKEFILE, configfiles=TOY_CONFIG,
+                      profile: str | Path | None = None, cores: int | None = 2, config=()) -> list[str]:
+    """A Snakemake command line for the workflow: working directory
+    ``workdir``, the toy configuration (``configfiles``), and a profile or a
+    number of cores; ``config`` are ``--config`` items."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir)]
+    if configfiles:
+        cmd += ["--configfile", *map(str, configfiles)]
+    if profile is not None:
+        cmd += ["--profile", str(profile)]
+    elif cores is not None:
+        cmd += ["--cores", str(cores)]
+    cmd += list(args)
+    if config:
+        cmd += ["--config", *config]
+    return cmd
+
+
+def snakemake_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with this interpreter's bin first on
+    PATH, where the workflow's jobs find snakemake and ``python -m musicsep``."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join([BIN, env.get("PATH", "")])
+    return env
+
+
+def snakemake(workdir: str | Path, *args: str, env: dict | None = None, cwd: str | Path | None = None,
+              timeout: float = 900, **options) -> subprocess.CompletedProcess:
+    """Run Snakemake (:func:`snakemake_command`, options as there) and return
+    the finished process, output captured as text. The timeout only stops a
+    hung run (the SLURM plugin waits for ever when it cannot read job states)."""
+    return subprocess.run(snakemake_command(workdir, *args, **options), capture_output=True, text=True,
+                          timeout=timeout, env=snakemake_env(env), cwd=cwd)
+
+
+def job_counts(output: str) -> dict:
+    """rule -> number of jobs, from the "Job stats" table of Snakemake's output."""
+    table = output[output.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}

@@ -1,12 +1,12 @@
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from musicsep.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 COMMANDS = ["make-toy-musdb", "index", "shard", "tracks", "stats", "summary", "train", "separate", "evaluate",
             "aggregate", "plots", "check-config", "submit"]
 
@@ -15,12 +15,18 @@ def run(*args, **kw):
     return subprocess.run([sys.executable, "-m", "musicsep", *args], capture_output=True, text=True, **kw)
 
 
-def test_help_lists_subcommands():
+def test_help_lists_subcommands(capsys):
     proc = run("--help")
     assert proc.returncode == 0
     for command in COMMANDS:
         assert command in proc.stdout
-    assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)
+    # exactly these: an unknown subcommand is refused with the list of the known ones
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["no-such-command"])
+    assert exit_info.value.code == 2
+    listed = re.search(r"invalid choice: '?no-such-command'? \(choose from (.*)\)", capsys.readouterr().err)
+    assert listed, "the error lists the subcommands"
+    assert {name.strip("'") for name in listed[1].split(", ")} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

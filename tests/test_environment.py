@@ -1,29 +1,23 @@
 """One list of versions: constraints.txt. The Apptainer definition, the
 Dockerfile and the conda environment install exactly those pins, and so does
 the environment running these tests. No container runtime runs here, so the
-files are parsed: their pip commands, base images and system packages."""
+files are parsed: their pip commands, base images and system packages. (The
+workflow's use of the image: tests/workflow/test_container.py.)"""
 
 from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 import tomllib
 from importlib import metadata
-from pathlib import Path
 
-import pytest
 import yaml
 from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from musicsep import MusicsepError
-from musicsep.workflow.config import validate
-from musicsep.workflow.plan import check_container
 
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([0-9][0-9A-Za-z.+!-]*)$")
 
@@ -204,48 +198,3 @@ def test_this_environment_has_the_pinned_versions():
         if installed.public != Version(pinned[name]).public:  # torch 2.13.0+cpu is torch 2.13.0
             wrong[name] = (str(installed), pinned[name])
     assert not wrong, f"installed (have, pinned): {wrong}; run pip install -c constraints.txt -e .[test]"
-
-
-def test_container_key_default_and_checks(tmp_path, monkeypatch):
-    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    assert schema["properties"]["container"]["default"] == config["container"] == "musicsep.sif"
-    assert 'container: config["container"]' in (ROOT / "Snakefile").read_text()
-    for good in ["docker://registry.example.org/musicsep:0.1.0", "/shared/images/musicsep.sif", None]:
-        assert validate({"container": good}, ROOT / "config" / "schema.yaml")["container"] == good
-    with pytest.raises(MusicsepError, match="config key container: 'my image.sif' does not match"):
-        validate({"container": "my image.sif"}, ROOT / "config" / "schema.yaml")
-    monkeypatch.chdir(tmp_path)
-    check_container(None, apptainer=False)
-    check_container("musicsep.sif", apptainer=False)
-    check_container("docker://registry.example.org/musicsep:0.1.0", apptainer=True)
-    with pytest.raises(MusicsepError, match="config key container: image file musicsep.sif not found"):
-        check_container("musicsep.sif", apptainer=True)
-    with pytest.raises(MusicsepError, match="config key container is null"):
-        check_container(None, apptainer=True)
-    assert "config key container: image file musicsep.sif not found" in \
-        check_container("musicsep.sif", apptainer=True, strict=False)  # a warning only
-    (tmp_path / "musicsep.sif").write_bytes(b"")
-    assert check_container("musicsep.sif", apptainer=True) is None
-
-
-def test_apptainer_run_without_the_image_names_the_key(tmp_path, env_path):
-    """Parsing warns, naming the key; a run stops before any job (onstart), a
-    dry run goes on. Without apptainer on the machine, Snakemake itself
-    refuses --sdm apptainer first."""
-    base = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
-            "--configfile", str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "toy.yaml"),
-            "--sdm", "apptainer", "--cores", "1"]
-    warning = f"warning: config key container: image file musicsep.sif not found (relative to {tmp_path})"
-    have_apptainer = bool(shutil.which("apptainer") or shutil.which("singularity"))
-    proc = subprocess.run(base, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and warning in proc.stderr
-    if have_apptainer:
-        assert re.search(r"WorkflowError in file .*common\.smk.*\nconfig key container: image file musicsep\.sif "
-                         r"not found", proc.stderr)
-    else:
-        assert "The apptainer or singularity command has to be available" in proc.stderr
-    assert not (tmp_path / "results").exists()
-    dry = subprocess.run(base + ["-n"], capture_output=True, text=True, timeout=300)
-    assert warning in dry.stderr
-    assert (dry.returncode == 0) == have_apptainer, dry.stderr

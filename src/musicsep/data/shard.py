@@ -14,9 +14,10 @@ file(s)), ``rms_db`` (per stream), ``silent`` (silent sources), and
 ``musicsep_version``.
 
 A shard is written under a temporary name and renamed when complete, so a
-killed job leaves nothing that passes for a finished shard. :func:`write_shard`
-is the one writer and :class:`Shard` the one reader: every module that reads
-shards opens them through it.
+killed job leaves nothing that passes for a finished shard. :func:`write_layout`
+is the one writer of the layout (:func:`write_shard` decodes a track into it)
+and :class:`Shard` the one reader: every module that reads shards opens them
+through it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 import h5py
@@ -121,6 +123,33 @@ def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str)
     return inputs, rate, float(np.nanmax(durations))
 
 
+def write_layout(out: str | Path, blocks: Iterable[np.ndarray], attrs: Mapping | Callable[[int], Mapping], *,
+                 channels: int, chunk: int, compression: str | None = None) -> dict:
+    """Write a shard's HDF5 layout to ``out``, atomically: the dataset ``audio``
+    ``(streams, channels, samples)`` float32, chunked ``(1, channels, chunk)``,
+    from ``blocks`` ``(streams, channels, n)`` appended in order, then the
+    attributes: ``attrs``, or what ``attrs(samples)`` returns once every block
+    is written (it may raise to discard the file). Returns the attributes.
+
+    The one writer of the format: :func:`write_shard` gives it decoded blocks,
+    the tests give it arrays. ``compression`` (an h5py filter) writes a
+    filtered shard, which :class:`Shard` reads too; :func:`write_shard` writes
+    none."""
+    samples = 0
+    with atomic_path(out) as tmp_out:
+        with h5py.File(tmp_out, "w", rdcc_nbytes=32 << 20) as h5:
+            audio = h5.create_dataset("audio", shape=(len(STREAMS), channels, 0),
+                                      maxshape=(len(STREAMS), channels, None),
+                                      chunks=(1, channels, chunk), dtype="float32", compression=compression)
+            for block in blocks:
+                audio.resize(samples + block.shape[2], axis=2)
+                audio[:, :, samples:] = block
+                samples += block.shape[2]
+            written = dict(attrs(samples) if callable(attrs) else attrs)
+            h5.attrs.update(written)
+    return written
+
+
 def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
                 sample_rate: int = SAMPLE_RATE, mono: bool = False, chunk_seconds: float = SHARD_CHUNK_SECONDS,
                 silence_db: float = SILENCE_DB, slug: str | None = None) -> dict:
@@ -134,46 +163,46 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
         inputs, source_rate, duration = _check_streams(dataset, member, paths, where)
         resample = sample_rate if sample_rate != source_rate else None
         power = np.zeros(len(STREAMS))
-        samples = 0
-        with atomic_path(out) as tmp_out:
-            with h5py.File(tmp_out, "w", rdcc_nbytes=32 << 20) as h5:
-                audio = h5.create_dataset("audio", shape=(len(STREAMS), channels, 0),
-                                          maxshape=(len(STREAMS), channels, None),
-                                          chunks=(1, channels, chunk), dtype="float32")
-                try:
-                    # blocks of whole chunks: each chunk is written once, never read back
-                    for block in decode_blocks(inputs, resample, block_frames=chunk * max(1, (1 << 16) // chunk)):
-                        if mono:
-                            block = block.mean(axis=2, keepdims=True)
-                        flat = block.reshape(len(block), -1)
-                        energy = np.diag(flat.T @ flat).reshape(len(STREAMS), -1).sum(axis=1, dtype=np.float64)
-                        if not np.isfinite(energy).all():
-                            bad = STREAMS[int(np.nonzero(~np.isfinite(energy))[0][0])]
-                            raise MusicsepError(
-                                f"{dataset.describe(member)}: {where}: NaN or Inf in '{bad}' after decoding, "
-                                f"near {samples / sample_rate:.2f} s")
-                        power += energy
-                        audio.resize(samples + len(block), axis=2)
-                        audio[:, :, samples:] = block.transpose(1, 2, 0)
-                        samples += len(block)
-                except AudioError as err:
-                    raise MusicsepError(f"{dataset.describe(member)}: {where}: {err}") from None
-                expected = duration * sample_rate
-                if samples == 0 or (np.isfinite(expected) and samples < expected - 0.1 * sample_rate):
+
+        def blocks():
+            samples = 0
+            # blocks of whole chunks: each chunk is written once, never read back
+            for block in decode_blocks(inputs, resample, block_frames=chunk * max(1, (1 << 16) // chunk)):
+                if mono:
+                    block = block.mean(axis=2, keepdims=True)
+                flat = block.reshape(len(block), -1)
+                energy = np.diag(flat.T @ flat).reshape(len(STREAMS), -1).sum(axis=1, dtype=np.float64)
+                if not np.isfinite(energy).all():
+                    bad = STREAMS[int(np.nonzero(~np.isfinite(energy))[0][0])]
                     raise MusicsepError(
-                        f"{dataset.describe(member)}: {where}: truncated or corrupt: decoded "
-                        f"{samples / sample_rate:.2f} s of the {duration:.2f} s its header declares")
-                rms_db = 10 * np.log10(np.maximum(power / (samples * channels), 1e-20))
-                silent = [s for s, level in zip(STREAMS, rms_db) if s in SOURCES and level < silence_db]
-                attrs = {
-                    "name": name, "slug": slug or "", "subset": PurePosixPath(member).parts[0],
-                    "split": split, "sample_rate": sample_rate, "source_sample_rate": source_rate,
-                    "streams": list(STREAMS), "channels": channels, "samples": samples,
-                    "duration": samples / sample_rate, "source": member, "source_checksum": checksum,
-                    "rms_db": rms_db.round(2), "silent": silent, "musicsep_version": __version__,
-                }
-                h5.attrs.update(attrs)
-    for source in silent:
+                        f"{dataset.describe(member)}: {where}: NaN or Inf in '{bad}' after decoding, "
+                        f"near {samples / sample_rate:.2f} s")
+                power[:] += energy
+                samples += len(block)
+                yield block.transpose(1, 2, 0)
+
+        def attributes(samples: int) -> dict:
+            expected = duration * sample_rate
+            if samples == 0 or (np.isfinite(expected) and samples < expected - 0.1 * sample_rate):
+                raise MusicsepError(
+                    f"{dataset.describe(member)}: {where}: truncated or corrupt: decoded "
+                    f"{samples / sample_rate:.2f} s of the {duration:.2f} s its header declares")
+            rms_db = 10 * np.log10(np.maximum(power / (samples * channels), 1e-20))
+            silent = [s for s, level in zip(STREAMS, rms_db) if s in SOURCES and level < silence_db]
+            return {
+                "name": name, "slug": slug or "", "subset": PurePosixPath(member).parts[0],
+                "split": split, "sample_rate": sample_rate, "source_sample_rate": source_rate,
+                "streams": list(STREAMS), "channels": channels, "samples": samples,
+                "duration": samples / sample_rate, "source": member, "source_checksum": checksum,
+                "rms_db": rms_db.round(2), "silent": silent, "musicsep_version": __version__,
+            }
+
+        try:
+            attrs = write_layout(out, blocks(), attributes, channels=channels, chunk=chunk)
+        except AudioError as err:
+            raise MusicsepError(f"{dataset.describe(member)}: {where}: {err}") from None
+    samples, rms_db = attrs["samples"], attrs["rms_db"]
+    for source in attrs["silent"]:
         log.warning("%s: source '%s' is silent (RMS %.1f dBFS)", name, source,
                     rms_db[STREAMS.index(source)])
     log.info("%s: %.1f s, %d Hz, %d channel(s) -> %s", name, samples / sample_rate, sample_rate, channels, out)

@@ -33,9 +33,18 @@ def launch(worker, args: tuple, processes: int | None, run_dir) -> None:
     if n <= 1:
         worker(None, 1, *args)
         return
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(_free_port())
-    context = torch.multiprocessing.start_processes(worker, args=(n, *args), nprocs=n, join=False,
-                                                    start_method="spawn")
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    saved = {key: os.environ.get(key) for key in rendezvous}
+    os.environ.update(rendezvous)            # the spawned processes inherit it; this one gets its own back
+    try:
+        context = torch.multiprocessing.start_processes(worker, args=(n, *args), nprocs=n, join=False,
+                                                        start_method="spawn")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     forward = lambda signum, _frame: [os.kill(p.pid, signum) for p in context.processes if p.is_alive()]  # noqa: E731
     previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
@@ -51,6 +60,9 @@ def launch(worker, args: tuple, processes: int | None, run_dir) -> None:
 
 
 MAX_AUTO_WORKERS = 8
+"""The most loader workers per training process that ``training.workers: null``
+gives: enough to keep the loader well ahead of a GPU training the paper-size
+model, which two workers do not (``benchmarks/RESULTS.md``, loader workers)."""
 
 
 def loader_workers(setting: int | None, sharing: int = 1) -> int:

@@ -13,20 +13,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from musicsep import SOURCES, MusicsepError
 from musicsep.data.musdb import scan
-from musicsep.data.shard import write_shard
+from musicsep.data.shard import Shard, write_shard
 from musicsep.data.tracks import tracks_from_shards
 from musicsep.models.checkpoint import load_model
 from musicsep.spectral.features import compute_stats
 from musicsep.toy.musdb import make_toy_musdb
 from musicsep.train import STOPPED_EXIT
-from musicsep.train.distributed import MAX_AUTO_WORKERS, loader_workers
 from musicsep.train.loop import train
 from musicsep.workflow.plan import experiment_specs, load_config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +62,7 @@ def run(data, tmp: Path, the_spec: dict, processes=None):
     return torch.load(tmp / "run" / "latest.pt", weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["blstm_mask", "conditional_centroids", "deep_clustering"])
 def test_model_file_describes_itself(data, tmp_path, model):
     run(data, tmp_path, spec(model, epochs=2))
@@ -94,6 +93,7 @@ def test_model_file_describes_itself(data, tmp_path, model):
     assert loaded.masks(mix).shape == (1, 4, 257, 20)
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_gives_the_same_weights(data, tmp_path):
     the_spec = spec(epochs=6)
     reference = run(data, tmp_path / "straight", the_spec)
@@ -124,27 +124,31 @@ def test_sigterm_then_resume_gives_the_same_weights(data, tmp_path):
         assert torch.equal(value, final["weights"][key]), key
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(data, tmp_path):
     the_spec = spec(epochs=2)
     the_spec["model_args"]["dropout"] = 0.0          # dropout masks differ between ranks
     one = run(data, tmp_path / "one", the_spec)
+    before = {key: os.environ.get(key) for key in ("MASTER_ADDR", "MASTER_PORT")}
     two = run(data, tmp_path / "two", the_spec, processes=2)
+    # the rendezvous was for the spawned processes: jobs started later (srun's tasks) refuse a MASTER_ADDR
+    assert {key: os.environ.get(key) for key in before} == before
     assert two["state"]["step"] == one["state"]["step"]
     for key, value in one["weights"].items():
         torch.testing.assert_close(two["weights"][key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
-def test_nan_loss_stops_and_keeps_the_run(data, tmp_path):
+def test_nan_loss_stops_and_keeps_the_run(data, tmp_path, make_shard):
     the_spec = spec(epochs=1)
     run(data, tmp_path, the_spec)
     kept = sorted(p.name for p in (tmp_path / "run").iterdir())
     poisoned = []
     for path in split(data, "train"):                 # the same tracks, now decoded to NaN
-        poisoned.append(tmp_path / Path(path).name)
-        with h5py.File(path) as src, h5py.File(poisoned[-1], "w") as dst:
-            dst.create_dataset("audio", data=np.full(src["audio"].shape, np.nan, np.float32),
-                               chunks=src["audio"].chunks)
-            dst.attrs.update(src.attrs)
+        with Shard(path) as shard:
+            nan, attrs = np.full(shard.audio.shape, np.nan, np.float32), shard.attrs
+        poisoned.append(make_shard(tmp_path / Path(path).name, nan[1:], mixture=nan[0],
+                                   sample_rate=attrs["sample_rate"], name=attrs["name"], slug=attrs["slug"],
+                                   split=attrs["split"]))
     the_spec["training"]["epochs"] = 2               # the same run, continued for one more epoch
     with pytest.raises(MusicsepError, match=r"non-finite loss \(nan\) at epoch 2, step 3; .* is kept"):
         train(the_spec, poisoned, split(data, "valid"), data["root"] / "stats.h5", tmp_path / "run",
@@ -153,6 +157,7 @@ def test_nan_loss_stops_and_keeps_the_run(data, tmp_path):
     assert (tmp_path / "run" / "latest.pt").exists() and (tmp_path / "run" / "best.pt").exists()
 
 
+@pytest.mark.slow
 def test_changed_spec_moves_the_old_run_aside(data, tmp_path):
     run(data, tmp_path, spec(epochs=1))
     changed = spec(epochs=1, lr=1e-3)
@@ -160,22 +165,3 @@ def test_changed_spec_moves_the_old_run_aside(data, tmp_path):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
     assert len(aside) == 1 and (aside[0] / "latest.pt").exists()
     assert json.loads((tmp_path / "run" / "spec.json").read_text())["training"]["lr"] == 1e-3
-
-
-def test_auto_loader_workers_follow_the_cpus_the_process_may_use(monkeypatch):
-    """training.workers null: the process's CPUs (its affinity, as SLURM sets
-    it), shared among the training processes on them, less one, at most 8."""
-    assert loader_workers(3) == 3 and loader_workers(0, sharing=4) == 0      # a number is kept
-    allowed = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, sorted(allowed)[:1])
-        assert loader_workers(None) == 0                                   # one CPU: load in the loop
-        if len(allowed) >= 2:
-            os.sched_setaffinity(0, sorted(allowed)[:2])
-            assert loader_workers(None) == 1
-            assert loader_workers(None, sharing=2) == 0
-    finally:
-        os.sched_setaffinity(0, allowed)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))     # a large GPU node
-    assert loader_workers(None) == MAX_AUTO_WORKERS
-    assert loader_workers(None, sharing=8) == 7

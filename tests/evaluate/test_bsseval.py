@@ -1,34 +1,33 @@
-"""Evaluation: museval's BSS Eval v4 per track, and the aggregation over
-tracks and experiments. museval is slow (its 512-tap distortion filters cost
-seconds per track whatever the length), so the signals are short, mostly mono
-8 kHz, and each evaluation is computed once per module."""
+"""Evaluation per track: museval's BSS Eval v4 (musicsep.evaluate.bsseval),
+and `musicsep evaluate` on a shard. museval is slow (its 512-tap distortion
+filters cost seconds per track whatever the length), so the signals are short,
+mostly mono 8 kHz, and each evaluation is computed once per module."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import subprocess
 import sys
 from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 
-import h5py
 import museval
 import numpy as np
 import pandas as pd
 import pytest
 import simplejson
 import soundfile
-from museval.aggregate import EvalStore, TrackStore, json2df
+from museval.aggregate import EvalStore, json2df
 
-from musicsep import SOURCES, STREAMS, TARGETS, MusicsepError
-from musicsep.evaluate.aggregate import COLUMNS, aggregate, load_scores, median_scores
+from musicsep import SOURCES, TARGETS, MusicsepError
+from musicsep.evaluate.aggregate import aggregate, median_scores
 from musicsep.evaluate.bsseval import accompaniment, evaluate_shard, evaluate_track, read_shard_references
 
 RATE = 8000
+
 SECONDS = 4
+
 GAINS = {"drums": 1.0, "bass": 0.5, "other": 0.7, "vocals": 1.2}
 
 
@@ -187,129 +186,6 @@ def test_silent_reference_gives_nan_frames(tmp_path, caplog):
         np.nanmedian(frames(tmp_path / "exp" / "a.json")["vocals"]["SDR"]))
 
 
-# --- aggregation ------------------------------------------------------------------
-
-
-def write_scores(path, seed, targets=("vocals", "drums", "bass", "other", "accompaniment"), nframes=7,
-                 nan=(), all_nan=()):
-    """A museval JSON written by museval's TrackStore, random scores."""
-    rng = np.random.default_rng(seed)
-    store = TrackStore(track_name=path.stem, win=1.0, hop=1.0)
-    for target in targets:
-        values = {m: (rng.standard_normal(nframes) * 3 + 5) for m in ("SDR", "SIR", "ISR", "SAR")}
-        for m in values:
-            values[m][list(nan)] = np.nan
-            if target in all_nan:
-                values[m][:] = np.nan
-        store.add_target(target, {m: v.tolist() for m, v in values.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(store.json)
-
-
-def published_file(path, seed, nframes=6):
-    """A file as the SiSEC 2018 submissions are written (key order, floats, NaN)."""
-    rng = np.random.default_rng(seed)
-    targets = []
-    for target in ("vocals", "accompaniment", "drums", "bass", "other"):
-        fr = []
-        for i in range(nframes):
-            metrics = {m: round(float(rng.standard_normal() * 2 + 9), 5) for m in ("SIR", "SAR", "SDR", "ISR")}
-            if i == 0:
-                metrics = {m: math.nan for m in metrics}
-            fr.append({"duration": 1.0, "metrics": metrics, "time": float(i)})
-        targets.append({"frames": fr, "name": target})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"targets": targets}))
-
-
-@pytest.fixture()
-def score_tree(tmp_path):
-    root = tmp_path / "scores"
-    for i, track in enumerate(["a_b", "c_d", "e_f", "g_h"]):
-        write_scores(root / "unet" / f"{track}.json", seed=i, nan=[0, 3] if i == 1 else [])
-        write_scores(root / "oracle_irm1" / f"{track}.json", seed=10 + i,
-                     all_nan=("vocals",) if i == 2 else ())
-    # museval's own layout: <method>/test/<track>.json
-    for i, track in enumerate(["a_b", "c_d", "e_f"]):
-        write_scores(tmp_path / "museval_out" / "test" / f"{track}.json", seed=20 + i, nframes=5)
-    return tmp_path
-
-
-def evalstore(folder: Path) -> pd.Series:
-    store = EvalStore()
-    for path in sorted(folder.rglob("*.json")):
-        store.add_track(json2df(simplejson.loads(path.read_text(), allow_nan=True), path.stem))
-    return store.agg_frames_tracks_scores()
-
-
-def test_aggregate_equals_museval_evalstore(score_tree):
-    tmp = score_tree
-    table = aggregate([tmp / "scores", tmp / "museval_out"], tmp / "out" / "scores.csv")
-    assert list(table.columns) == COLUMNS
-    assert set(table["system"]) == {"unet", "oracle_irm1", "museval_out"}
-    assert table["score"].isna().sum() > 0
-    ours = median_scores(table)
-    for exp, folder in [("unet", tmp / "scores" / "unet"), ("oracle_irm1", tmp / "scores" / "oracle_irm1"),
-                        ("museval_out", tmp / "museval_out")]:
-        expected = evalstore(folder)
-        got = ours.loc[exp]
-        assert got.index.equals(expected.index)
-        np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())  # exactly, NaN == NaN
-    # the CSV holds the same frames
-    back = pd.read_csv(tmp / "out" / "scores.csv")
-    assert list(back.columns) == COLUMNS and len(back) == len(table)
-    pd.testing.assert_series_equal(median_scores(back), ours)
-    # one file given directly: its folder names the experiment
-    single = load_scores([tmp / "scores" / "unet" / "a_b.json"])
-    assert set(single["system"]) == {"unet"} and set(single["track"]) == {"a_b"}
-    assert set(single["frame"]) == set(range(7))
-    assert set(load_scores([tmp / "museval_out"], system_from="root")["system"]) == {"museval_out"}
-    assert set(load_scores([tmp / "scores" / "unet"], system_from=lambda p: "x")["system"]) == {"x"}
-
-
-def test_summary_with_published_and_irm1(score_tree):
-    tmp = score_tree
-    for i, track in enumerate(["AM Contra - Heart Peripheral", "BKS - Too Much"]):
-        published_file(tmp / "sisec" / "submissions" / "IRM1" / "test" / f"{track}.json", seed=30 + i)
-        published_file(tmp / "sisec" / "submissions" / "TAK1" / "test" / f"{track}.json", seed=40 + i)
-    table = aggregate([tmp / "scores"], tmp / "scores.csv", tmp / "summary.md",
-                      published=[tmp / "sisec" / "submissions"])
-    assert set(table["system"]) == {"unet", "oracle_irm1", "IRM1", "TAK1"}
-    assert set(table.loc[table["system"] == "TAK1", "track"]) == {"AM Contra - Heart Peripheral",
-                                                                     "BKS - Too Much"}
-    ours = median_scores(table)
-    np.testing.assert_array_equal(ours.loc["TAK1"].to_numpy(),
-                                  evalstore(tmp / "sisec" / "submissions" / "TAK1").to_numpy())
-    summary = (tmp / "summary.md").read_text()
-    for heading in ("## SDR", "## SIR", "## SAR", "## ISR", "## SDR as a fraction of oracle_irm1's",
-                    "## Silent frames"):
-        assert heading in summary
-    assert "| TAK1 (published) | 2 |" in summary
-    fraction = ours[("unet", "vocals", "SDR")] / ours[("oracle_irm1", "vocals", "SDR")]
-    row = next(line for line in summary.splitlines()[summary.splitlines().index(
-        "## SDR as a fraction of oracle_irm1's"):] if line.startswith("| unet |"))
-    assert row.split("|")[2].strip() == f"{fraction:.2f}"
-    assert "| oracle_irm1 | " in summary and "e_f (vocals)" in summary
-    # names clash between ours and the published ones
-    with pytest.raises(MusicsepError, match="TAK1"):
-        aggregate([tmp / "sisec" / "submissions" / "TAK1"], tmp / "x.csv",
-                  published=[tmp / "sisec" / "submissions"])
-
-
-def test_aggregate_errors(tmp_path):
-    with pytest.raises(MusicsepError, match="no such file or folder"):
-        aggregate([tmp_path / "missing"], tmp_path / "x.csv")
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "t.json").write_text("{\"scores\": []}")
-    with pytest.raises(MusicsepError, match="t.json: not a museval score file"):
-        aggregate([tmp_path / "bad"], tmp_path / "x.csv")
-    write_scores(tmp_path / "dup" / "e" / "test" / "t.json", 1)
-    write_scores(tmp_path / "dup" / "e" / "train" / "t.json", 2)
-    with pytest.raises(MusicsepError, match="track 't' of system 'e' is also scored"):
-        aggregate([tmp_path / "dup"], tmp_path / "x.csv")
-    assert not (tmp_path / "x.csv").exists()
-
-
 # --- command line --------------------------------------------------------------------
 
 
@@ -317,17 +193,9 @@ def run(*args):
     return subprocess.run([sys.executable, "-m", "musicsep", *args], capture_output=True, text=True)
 
 
-def write_shard(path, sources, rate=RATE, name="Artist - Title"):
-    mix = sum(sources[s] for s in SOURCES)
-    audio = np.stack([mix] + [sources[s] for s in SOURCES]).transpose(0, 2, 1).astype(np.float32)
-    with h5py.File(path, "w") as h5:
-        h5.create_dataset("audio", data=audio)
-        h5.attrs.update({"name": name, "sample_rate": rate, "streams": list(STREAMS)})
-
-
-def test_cli_evaluate_and_aggregate(tmp_path):
+def test_cli_evaluate_and_aggregate(tmp_path, make_shard):
     sources = {s: (0.1 * a).astype(np.float32) for s, a in make_sources(seed=5, channels=2, seconds=3).items()}
-    write_shard(tmp_path / "track.h5", sources)
+    make_shard(tmp_path / "track.h5", np.stack([sources[s].T for s in SOURCES]), sample_rate=RATE)
     est = tmp_path / "est"
     est.mkdir()
     refs = with_accompaniment({s: a.astype(np.float64) for s, a in sources.items()})
@@ -352,9 +220,9 @@ def test_cli_evaluate_and_aggregate(tmp_path):
     assert set(back["system"]) == {"unet"} and len(back) == 2 * 3 * 4
 
 
-def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path):
+def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path, make_shard):
     sources = make_sources(seed=7, seconds=2)
-    write_shard(tmp_path / "track.h5", sources)
+    make_shard(tmp_path / "track.h5", np.stack([sources[s].T for s in SOURCES]), sample_rate=RATE)
     est = tmp_path / "est"
     est.mkdir()
     for target in ("vocals", "accompaniment"):
@@ -373,6 +241,7 @@ def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path):
     assert f"estimate 'vocals' ({est}/vocals.wav) has 15997 samples, its reference 16000" in proc.stderr
 
 
+@pytest.mark.slow
 def test_irm1_on_a_toy_track_scores_clearly_above_the_mixture(tmp_path):
     """The oracle upper bound on real toy audio, through shard, oracle and museval."""
     import soundfile

@@ -4,33 +4,27 @@ track number plus the source number / 10."""
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 from torch.utils.data import DataLoader
 
 from musicsep import STREAMS
 from musicsep.data.excerpts import ExcerptDataset, ValidationSet
-from musicsep.data.musdb import Dataset
-from musicsep.data.shard import write_shard
+from musicsep.data.shard import Shard
 
 RATE = 8000
 SECONDS = [5.0, 4.0, 6.0]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
+def shards(tmp_path_factory, make_shard):
     root = tmp_path_factory.mktemp("coded")
     paths = []
     for track, seconds in enumerate(SECONDS):
         n = int(seconds * RATE)
-        folder = root / "ds" / "train" / f"Track {track}"
-        folder.mkdir(parents=True)
-        for k, stream in enumerate(STREAMS):
-            audio = np.stack([np.arange(n) / 2**20, np.full(n, track + k / 10)], axis=1)
-            soundfile.write(folder / f"{stream}.wav", audio.astype(np.float32), RATE, subtype="FLOAT")
-        out = root / "shards" / f"t{track}.h5"
-        write_shard(Dataset.open(root / "ds"), f"train/Track {track}", "train", out, sample_rate=RATE)
-        paths.append(out)
+        audio = np.stack([np.stack([np.arange(n) / 2**20, np.full(n, track + k / 10)])
+                          for k in range(len(STREAMS))]).astype(np.float32)       # stream k of track
+        paths.append(make_shard(root / "shards" / f"t{track}.h5", audio[1:], mixture=audio[0], sample_rate=RATE,
+                                name=f"Track {track}", split="train"))
     return paths
 
 
@@ -112,17 +106,14 @@ def test_validation_set_is_fixed(shards):
     assert all(len({o for o, _, _ in i}) == 1 for i in info)   # coherent
 
 
-def test_filtered_shards_are_read_through_h5py(shards, tmp_path):
+def test_filtered_shards_are_read_through_h5py(shards, tmp_path, make_shard):
     """A shard written with compression (no direct chunk reads) gives the same excerpts."""
-    import h5py
-
     packed = []
     for path in shards:
-        out = tmp_path / path.name
-        with h5py.File(path) as src, h5py.File(out, "w") as dst:
-            dst.create_dataset("audio", data=src["audio"][:], chunks=(1, 2, 1000), compression="gzip")
-            dst.attrs.update(src.attrs)
-        packed.append(out)
+        with Shard(path) as shard:
+            audio, name = shard.audio[:], shard.name
+        packed.append(make_shard(tmp_path / path.name, audio[1:], mixture=audio[0], sample_rate=RATE, name=name,
+                                 split="train", chunk=1000, compression="gzip"))
     fast, slow = ExcerptDataset(shards, 0.7, seed=9), ExcerptDataset(packed, 0.7, seed=9)
     assert slow.shards.offsets == [None] * 3 and all(o is not None for o in fast.shards.offsets)
     for i in range(10):

@@ -127,6 +127,7 @@ def test_profile_resource_names_become_sbatch_options(tmp_path):
     assert params["gpus_per_node"] == 1 and "slurm_gpus_per_node" not in params
 
 
+@pytest.mark.slow
 def test_an_interrupted_job_stops_its_command_and_is_requeued(tmp_path):
     """Timeout/preemption: submitit's signal reaches the job, checkpoint() stops
     the command with SIGTERM and the job runs again to the end."""

@@ -1,76 +1,15 @@
-"""The Snakemake workflow itself: lint, dry runs, and real runs of the data
-rules (each in its own working directory)."""
+"""The Snakemake workflow's real runs (each in its own working directory): the
+data rules on a toy and on real MUSDB audio, and the tiny toy from dataset to
+summary."""
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
-from conftest import ROOT, make_real_musdb
+from conftest import job_counts, make_real_musdb, snakemake
 
-pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, *args, config=(), timeout=900):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "toy.yaml"),
-           "--cores", "2", *args]
-    if config:
-        cmd += ["--config", *config]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def job_counts(output: str) -> dict:
-    table = output[output.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-def test_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Congratulations, your workflow is in a good condition" in proc.stdout + proc.stderr
-
-
-def test_dry_run_of_the_default_lists_every_track(tmp_path, env_path):
-    proc = snakemake(tmp_path, "-n")
-    assert proc.returncode == 0, proc.stderr
-    counts = job_counts(proc.stdout)
-    assert counts["toy_musdb"] == 1 and counts["shard"] == 11
-    assert counts["stats"] == counts["tracks"] == counts["data_summary"] == 1
-    assert counts["train"] == 3
-    for exp in ["baseline", "centroids", "dpcl"]:
-        assert f"results/models/{exp}/model.pt" in proc.stdout
-    from musicsep.data.musdb import slugify
-    from musicsep.toy.musdb import toy_names
-    for name in toy_names(2019, 11):
-        assert f"shards/{slugify(name)}.h5" in proc.stdout
-    assert not (tmp_path / "results").exists(), "a dry run wrote results"
-
-
-def test_dag_and_rulegraph_before_anything_ran(tmp_path, env_path):
-    dag = snakemake(tmp_path, "--dag")
-    assert dag.returncode == 0, dag.stderr
-    assert dag.stdout.count("label = \"shard") == 11
-    rulegraph = snakemake(tmp_path, "--rulegraph")
-    assert rulegraph.returncode == 0 and "digraph" in rulegraph.stdout
-    for rule in ["toy_musdb", "shard", "tracks", "stats", "data_summary", "train"]:
-        assert rule in rulegraph.stdout
-
-
-def test_unknown_config_key_is_named(tmp_path, env_path):
-    proc = snakemake(tmp_path, "-n", config=["data={sampel_rate: 1}"])
-    assert proc.returncode != 0
-    assert "unknown config key data.sampel_rate" in proc.stdout + proc.stderr
-
-
-def test_missing_dataset_is_named(tmp_path, env_path):
-    proc = snakemake(tmp_path, "-n", config=[f"dataset={{path: {tmp_path}/musdb18.zip}}"])
-    assert proc.returncode != 0
-    assert f"{tmp_path}/musdb18.zip: dataset path does not exist" in proc.stdout + proc.stderr
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 def check_outputs(results: Path, n_tracks: int) -> pd.DataFrame:
@@ -85,11 +24,10 @@ def check_outputs(results: Path, n_tracks: int) -> pd.DataFrame:
     assert not list(results.rglob("*.tmp"))
     return table
 
-
 DATA = "results/data/summary.md"
 
 
-def test_real_run_on_a_two_track_toy(tmp_path, env_path):
+def test_real_run_on_a_two_track_toy(tmp_path):
     toy = ["dataset={toy: {train_tracks: 1, test_tracks: 1, duration: 3.0, seed: 5}}"]
     proc = snakemake(tmp_path, DATA, config=toy)
     assert proc.returncode == 0, proc.stderr
@@ -104,7 +42,7 @@ def test_real_run_on_a_two_track_toy(tmp_path, env_path):
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_real_run_on_real_musdb_audio(tmp_path, env_path, example_stem):
+def test_real_run_on_real_musdb_audio(tmp_path, example_stem):
     dataset = make_real_musdb(tmp_path / "musdb 18", example_stem, {
         "train": ["Actions - One Minute Smile", "Juliet's Rescue - Heartbeats",
                   "James Elder & Mark M Thompson - The English Actor"],
@@ -121,7 +59,7 @@ def test_real_run_on_real_musdb_audio(tmp_path, env_path, example_stem):
                                               "Juliet's Rescue - Heartbeats"]
 
 
-def test_end_to_end_on_a_tiny_toy(tmp_path, env_path):
+def test_end_to_end_on_a_tiny_toy(tmp_path):
     """Dataset to summary: shards, three trained models, oracles, museval per
     (system, track), the aggregate tables."""
     from musicsep.models.checkpoint import load_model
@@ -153,11 +91,3 @@ def test_end_to_end_on_a_tiny_toy(tmp_path, env_path):
     again = snakemake(tmp_path, "-n", config=config + ["experiments={dpcl: {model_args: {dim: 8}}}"])
     assert again.returncode == 0 and job_counts(again.stdout)["train"] == 1
     assert job_counts(again.stdout)["evaluate"] == 1 and "oracle" not in job_counts(again.stdout)
-
-
-def test_bad_model_args_are_named(tmp_path, env_path):
-    proc = snakemake(tmp_path, "-n", config=["experiments={baseline: {model_args: {hiden: 3}}}"])
-    assert proc.returncode != 0
-    assert "experiments.baseline.model_args.hiden: unknown argument of blstm_mask" in proc.stdout + proc.stderr
-    proc = snakemake(tmp_path, "-n", config=["experiments={dpcl: {loss: l1}}"])
-    assert "experiments.dpcl.loss: 'l1' does not fit model deep_clustering" in proc.stdout + proc.stderr

@@ -1,11 +1,9 @@
-from pathlib import Path
-
 import pytest
+from conftest import ROOT
 
 from musicsep import MusicsepError
 from musicsep.workflow.config import constant, load_yaml, validate
 
-ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "config" / "schema.yaml"
 
 

@@ -1,7 +1,4 @@
-import shutil
 import zipfile
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, ROOT
+from conftest import ROOT, snakemake, snakemake_command, snakemake_env
 from localslurm import LocalSlurm, SlurmUnavailable, ensure_slurm
 
 pytestmark = pytest.mark.workflow
@@ -42,23 +42,10 @@ def write_profile(folder: Path, settings: dict) -> Path:
     return folder
 
 
-def snakemake(workdir: Path, profile: Path, *args, config=(), env=None, timeout=600):
-    """Snakemake on the toy config with a profile, always under a time bound
-    (the SLURM plugin waits for ever when it cannot read job states)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "toy.yaml"),
-           "--profile", str(profile), *args]
-    if config:
-        cmd += ["--config", *config]
-    env = dict(env or os.environ)
-    env["PATH"] = os.pathsep.join([BIN, env.get("PATH", "")])
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
-
-
 def dry_run_resources(tmp_path: Path, settings: dict, target: str) -> dict[str, dict]:
     """rule -> its resources (as the dry run prints them, attempt 1)."""
     profile = write_profile(tmp_path / "profile", {k: v for k, v in settings.items() if k not in NO_CONTAINER})
-    proc = snakemake(tmp_path, profile, "-n", target, timeout=300)
+    proc = snakemake(tmp_path, "-n", target, profile=profile, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     resources = {}
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
@@ -89,7 +76,7 @@ def commented_train_blocks(path: Path) -> list[dict]:
 # The profiles resolve (no SLURM needed)
 # --------------------------------------------------------------------------- #
 
-def test_slurm_profile_resolves_gpu_training_and_cpu_tracks(tmp_path, env_path):
+def test_slurm_profile_resolves_gpu_training_and_cpu_tracks(tmp_path):
     settings = load_profile(PROFILE)
     assert settings["executor"] == "slurm" and settings["retries"] >= 1
     assert settings["software-deployment-method"] == "apptainer" and "--nv" in settings["apptainer-args"]
@@ -107,7 +94,7 @@ def test_slurm_profile_resolves_gpu_training_and_cpu_tracks(tmp_path, env_path):
     assert resources["toy_musdb"]["cpus_per_task"] == resources["toy_musdb"]["threads"] != "1"
 
 
-def test_several_gpu_settings_resolve(tmp_path, env_path):
+def test_several_gpu_settings_resolve(tmp_path):
     """1 node x 4 GPUs (the commented example) and 2 nodes x 4 GPUs
     (profiles/slurm-multinode, also the second commented example)."""
     base, multi = load_profile(PROFILE), load_profile(MULTINODE)
@@ -214,10 +201,8 @@ def slurm_run(slurm, tmp_path_factory):
     targets = ["results/models/baseline/model.pt", f"results/scores/oracle_irm1/{test_slug}.json"]
     env = slurm.env()
     env["OMP_NUM_THREADS"] = "1"          # the same single thread in the jobs and in the reference run
-    env["PATH"] = os.pathsep.join([BIN, env["PATH"]])
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(ROOT / "config" / "config.yaml"), str(ROOT / "config" / "toy.yaml"),
-           "--profile", str(cluster_profile(workdir / "profile", slurm.cpus)), *targets, "--config", *config]
+    env = snakemake_env(env)
+    cmd = snakemake_command(workdir, *targets, profile=cluster_profile(workdir / "profile", slurm.cpus), config=config)
     run_dir = workdir / "results" / "runs" / "baseline"
     data = workdir / "results" / "data"
     stopped, reference = None, None
@@ -289,6 +274,7 @@ def stop_near_time_limit(cluster: LocalSlurm, workdir: Path, run_dir: Path, dead
     return {"job": job_id, "limit": limit, "elapsed": elapsed, "warned_after": warned_after, "details": details}
 
 
+@pytest.mark.slow
 def test_workflow_runs_as_slurm_jobs(slurm, slurm_run):
     from musicsep.models.checkpoint import load_model
 
@@ -330,6 +316,7 @@ def test_workflow_runs_as_slurm_jobs(slurm, slurm_run):
     print(f"\nSLURM run of {len(ids)} jobs: {slurm_run['seconds']:.0f} s")
 
 
+@pytest.mark.slow
 def test_training_stopped_near_its_time_limit_resumes_to_the_same_weights(slurm, slurm_run):
     import torch
 
@@ -363,6 +350,7 @@ def test_training_stopped_near_its_time_limit_resumes_to_the_same_weights(slurm,
         assert torch.equal(value, final["weights"][key]), key
 
 
+@pytest.mark.slow
 def test_training_on_several_slurm_tasks(slurm, slurm_run):
     """profiles/slurm-multinode's train block on this one node: two tasks on
     CPU instead of 2 x 4 on GPUs. The plugin runs the rule in the job's batch
@@ -378,7 +366,8 @@ def test_training_on_several_slurm_tasks(slurm, slurm_run):
     profile = cluster_profile(workdir / "profile-multinode", slurm.cpus, MULTINODE, nodes=1, gres=None,
                               cpus_per_gpu=None, tasks_per_node=2, cpus_per_task=1)
     assert load_profile(profile)["set-resources"]["train"]["mpi"] == "'srun'"
-    proc = snakemake(workdir, profile, "results/models/multi/model.pt", config=config, env=env, timeout=600)
+    proc = snakemake(workdir, "results/models/multi/model.pt", profile=profile, config=config, env=env, cwd=workdir,
+                     timeout=600)
     assert proc.returncode == 0, proc.stderr[-6000:]
     (job_id, log), = submitted(proc.stderr)["train"]            # nothing else reran
     assert set(submitted(proc.stderr)) == {"train"}
@@ -426,6 +415,7 @@ def settled(cluster: LocalSlurm, job_id: str, timeout: float = 60) -> dict[str, 
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_submit_runs_a_subcommand_as_a_slurm_job_with_a_gpu(slurm, tmp_path):
     """`musicsep submit --gpu 1` through submitit's SLURM executor: a real
     sbatch with the GPU request, the command's output back, and its file."""
@@ -441,6 +431,7 @@ def test_submit_runs_a_subcommand_as_a_slurm_job_with_a_gpu(slurm, tmp_path):
     assert any(c.startswith("sbatch ") for c in slurm.commands())
 
 
+@pytest.mark.slow
 def test_submit_reports_a_failing_slurm_job_with_its_log(slurm, tmp_path):
     proc = submit(slurm, tmp_path, "--", "index", str(tmp_path / "missing.zip"))
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -15,7 +15,7 @@ import stempeg
 from musicsep import STREAMS, MusicsepError
 from musicsep.data.audio import write_stem_mp4
 from musicsep.data.musdb import Dataset
-from musicsep.data.shard import read_attrs, write_shard
+from musicsep.data.shard import Shard, read_attrs, write_shard
 from musicsep.io import atomic_path
 
 JULIET = "train/Juliet's Rescue - Heartbeats.stem.mp4"
@@ -61,6 +61,28 @@ def test_zip_resample_and_mono(real_musdb, tmp_path):
         rms_a = np.sqrt(np.mean(a["audio"][0].mean(axis=0) ** 2))
         rms_b = np.sqrt(np.mean(b["audio"][0, 0] ** 2))
         assert rms_b == pytest.approx(rms_a, rel=0.05)
+
+
+def test_shards_from_arrays_have_the_format_of_decoded_ones(real_musdb, tmp_path, make_shard):
+    """The tests' shards (conftest's make_shard) and a decoded track's come
+    from the same writer: one dataset, of the same shape, type, chunks and
+    attributes."""
+    decoded = tmp_path / "decoded.h5"
+    write_shard(Dataset.open(real_musdb), JULIET, "train", decoded)
+    with Shard(decoded) as shard:
+        audio = shard.audio[:]
+    made = make_shard(tmp_path / "made.h5", audio[1:], mixture=audio[0], name=shard.name, split="train")
+    with h5py.File(decoded) as a, h5py.File(made) as b:
+        assert list(a) == list(b) == ["audio"]
+        for prop in ("shape", "dtype", "chunks", "maxshape", "compression"):
+            assert getattr(a["audio"], prop) == getattr(b["audio"], prop), prop
+        np.testing.assert_array_equal(a["audio"][:], b["audio"][:])
+        assert sorted(a.attrs) == sorted(b.attrs)
+    want, got = read_attrs(decoded), read_attrs(made)
+    for key in ("name", "subset", "split", "sample_rate", "streams", "channels", "samples", "duration", "source",
+                "silent", "musicsep_version"):
+        assert got[key] == want[key], key
+    np.testing.assert_allclose(got["rms_db"], want["rms_db"], atol=0.011)
 
 
 # ---------------------------------------------------------------- bad input --
