@@ -21,9 +21,10 @@ and in chunks of ``--chunk-seconds`` with each context length in
 
 Short chunks put many boundaries in a short track. Where the agreement
 stays far above what the SDR against the truth can show (say 60 dB), that
-context is enough for this model. Asserts nothing. Run from the repository
-root with the virtual environment, after the workflow has trained the
-model:
+context is enough for this model (the figures behind the default:
+``benchmarks/RESULTS.md``, context). Asserts nothing. Run from the
+repository root with the virtual environment, after the workflow has
+trained the model:
 
     python benchmarks/bench_context.py results/models/baseline/model.pt
         [--shards results/data/shards] [--tracks results/data/tracks.tsv] [--split test]
@@ -113,7 +114,7 @@ def main() -> None:
                     truth_chunked.append(sdr(reference, est[name]))
                     truth_whole.append(sdr(reference, ref_est[name]))
         three_min = Separator(model, chunk_seconds=30.0, context_seconds=context)
-        fed = sum(c1 - c0 for *_, c0, c1 in three_min._framing(180 * rate).chunks(*three_min.chunk_frames()))
+        fed = sum(c1 - c0 for *_, c0, c1 in three_min.framing(180 * rate).chunks(*three_min.chunk_frames()))
         print(f"{context:9g} {np.median(agree):21.1f} {np.min(agree):7.1f} {np.median(truth_chunked):22.3f} "
               f"{np.median(truth_whole):6.3f} {100 * (fed / frames_3min - 1):39.1f}%")
 

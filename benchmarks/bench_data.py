@@ -19,7 +19,8 @@
    and as a zip): wall seconds of ``snakemake -n`` and the shard jobs it lists.
 
 Prints ratios and goals; asserts nothing about time (numbers depend on the
-machine). Run from the repository root with the virtual environment:
+machine; measured figures are kept in ``benchmarks/RESULTS.md``). Run from
+the repository root with the virtual environment:
 
     python benchmarks/bench_data.py [--quick] [--stem FILE ...] [--seconds 3.2]
 """
@@ -42,7 +43,7 @@ import h5py
 import numpy as np
 import stempeg
 import torch
-from common import SUMMARY, note, print_summary
+from common import interleave, medians, note, print_summary
 from torch.utils.data import DataLoader
 
 from musicsep import STREAMS
@@ -55,22 +56,6 @@ from musicsep.memory import reuse_freed_memory
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)
 RATE = 44100
-
-
-def interleave(runs: dict, reps: int, before=lambda: None) -> dict[str, float]:
-    """Median seconds of each callable, run once to warm up, then A, B, ... ``reps``
-    times; ``before`` runs, untimed, before each."""
-    times = {name: [] for name in runs}
-    for fn in runs.values():
-        before()
-        fn()
-    for _ in range(reps):
-        for name, fn in runs.items():
-            before()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def musdb(root: Path, stem: Path, names: dict[str, list[str]], zip_too: bool = False) -> tuple[Path, Path | None]:
@@ -116,11 +101,11 @@ def bench_shards(stems: list[Path], work: Path, reps: int) -> None:
         ffmpeg = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(stem)]
         for k in range(len(STREAMS)):
             ffmpeg += ["-map", f"0:a:{k}", "-f", "f32le", "/dev/null"]
-        t = interleave({
+        t = medians(interleave({
             "ffmpeg": lambda: subprocess.run(ffmpeg, check=True),
             "folder": lambda: write_shard(Dataset.open(folder), member, "train", out),
             "zip": lambda: write_shard(Dataset.open(archive), member, "train", out),
-        }, reps, before=lambda: out.unlink(missing_ok=True))   # a shard job writes a new file
+        }, reps, before=lambda rep: out.unlink(missing_ok=True)))   # a shard job writes a new file
         folder_ratio, zip_ratio = t["folder"] / t["ffmpeg"], t["zip"] / t["ffmpeg"]
         label = stem.name[:32]
         print(f"{label:32} {seconds:8.1f} {t['ffmpeg']:9.3f} {t['folder']:9.3f} {t['zip']:8.3f} "
@@ -195,11 +180,14 @@ def bench_loader(example: Path, long_stem: Path, work: Path, seconds: float, n: 
         runs = {"memory": (memory, None), "in-proc": (ours, None),
                 "worker": (ours, 1), "mem+worker": (memory, 1)}
         rates = {k: [] for k in runs}
-        for rep in range(reps):
-            ours.set_epoch(rep)   # new draws each repetition, the same for every contender
-            for k, (ds, workers) in runs.items():
-                rates[k].append(excerpts_per_second(ds, workers))
-        r = {k: statistics.median(v) for k, v in rates.items()}
+
+        def rate(k, ds, workers):
+            return lambda: rates[k].append(excerpts_per_second(ds, workers))
+
+        # new draws each repetition, the same for every contender; each records its own excerpts/s
+        interleave({k: rate(k, ds, workers) for k, (ds, workers) in runs.items()}, reps, warm_up=False,
+                   before=lambda rep: ours.set_epoch(rep))
+        r = medians(rates)
         in_ratio, worker_ratio = r["in-proc"] / r["memory"], r["worker"] / r["memory"]
         print(f"{incoherent!s:>10} {r['memory']:7.0f} {r['in-proc']:8.0f} {r['worker']:7.0f} "
               f"{r['mem+worker']:11.0f} {in_ratio:12.2f} {worker_ratio:11.2f} "
@@ -252,9 +240,12 @@ def bench_dry_run(example: Path, work: Path, reps: int) -> None:
     print(f"\n== 3. snakemake -n on {sum(map(len, names.values()))} tracks "
           f"(100 train, 50 test; median of {reps})")
     results = {"folder": [], "zip": []}
-    for _ in range(reps):
-        for kind, path in (("folder", folder), ("zip", archive)):
-            results[kind].append(dry_run(path, work / "dry" / f"results-{kind}"))
+
+    def run(kind, path):
+        return lambda: results[kind].append(dry_run(path, work / "dry" / f"results-{kind}"))
+
+    interleave({kind: run(kind, path) for kind, path in (("folder", folder), ("zip", archive))}, reps,
+               warm_up=False)
     for kind, runs in results.items():
         seconds = statistics.median(s for s, _ in runs)
         jobs = runs[-1][1]

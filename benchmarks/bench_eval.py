@@ -21,9 +21,14 @@
    around the LSTM alone. The four contenders are run in turn and medians
    compared (beside them, the fastest repetitions' ratio and the median of
    the per-repetition ratios, "paired"). Goal: bare / ours >= 0.7. The
-   frames and batches of each are printed. ``--profile`` then times the
-   stages of one separation (a stage-by-stage replica of
-   ``Separator.separate``, checked against its output) and prints the
+   frames and batches of each are printed; the Separator's windows are the
+   input shapes its model's LSTM was given in one real separation (a
+   forward pre-hook records them). ``--profile`` then times the stages of the
+   real ``Separator.separate`` call: a profile hook (``sys.setprofile``)
+   times each function of the package that the call runs (the STFT, the
+   magnitude, the model's features, LSTM and head, the mel-to-linear
+   projection, the masking, the inverse FFT and overlap-add, the
+   normalisation, the targets), each one's own time, and prints the
    ratio's ceiling: the bare stack over the Separator's LSTM and head alone
    (the model's own work, with its context frames), and with the STFT, mel
    projections and inverse FFT added.
@@ -50,7 +55,9 @@ them, since on a shared machine the gap between the two is other processes'
 doing. With as many torch threads as cores (the default here, as asked), a
 single other busy process makes the LSTM several times slower, and a few make
 it tens of times slower (each time step's parallel region waits for a thread
-that lost its core); a "disturbed" note says when the repetitions spread. Run from the repository root with the virtual environment:
+that lost its core); a "disturbed" note says when the repetitions spread.
+Measured figures are kept in ``benchmarks/RESULTS.md``. Run from the
+repository root with the virtual environment:
 
     python benchmarks/bench_eval.py [--quick] [--seconds 180] [--reps 5] [--profile] [--device cuda]
                                     [--eval-seconds 30] [--eval-reps 3] [--scores results/scores.csv]
@@ -63,11 +70,13 @@ track, 3 repetitions; a 10 s evaluation, 2 each way (well under a minute).
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -76,13 +85,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from common import SUMMARY, note, paired, print_summary
+from common import SUMMARY, interleave, medians, note, paired, print_summary, sync
 from torch import nn
 
 from musicsep import SOURCES, STREAMS
 from musicsep.memory import reuse_freed_memory
 from musicsep.models.registry import build_model
-from musicsep.separate.separator import Separator, _balanced
+from musicsep.separate.separator import Separator
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE, N_FFT, HOP, N_MELS, HIDDEN, LAYERS, DROPOUT = 44100, 2048, 512, 300, 300, 4, 0.3
@@ -91,23 +100,6 @@ GOAL_SEPARATION = 0.7     # bare LSTM time / Separator time, at least
 GOAL_EVALUATION = 1.05    # evaluate_track time / eval_mus_track time, at most
 # what the issue reports for the bare stack on 2 cores (x real time)
 ISSUE_BARE = {"bare, batched chunks": 55.0, "bare, one sequence": 34.0}
-
-
-def interleave(runs: dict, reps: int, warm_up: bool = True, alternate: bool = False) -> dict[str, list[float]]:
-    """Seconds of each callable per repetition: each run once untimed (when
-    ``warm_up``), then A, B, ... ``reps`` times (``alternate``: A, B, B, A, ...,
-    so that neither always runs first)."""
-    if warm_up:
-        for fn in runs.values():
-            fn()
-    times = {name: [] for name in runs}
-    for rep in range(reps):
-        order = list(runs.items())
-        for name, fn in (order[::-1] if alternate and rep % 2 else order):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def disturbed(times: dict[str, list[float]], what: str, factor: float = 1.5) -> None:
@@ -146,12 +138,6 @@ def paper_model() -> nn.Module:
                        hidden=HIDDEN, layers=LAYERS, dropout=DROPOUT).eval()
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously), so that a timing covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
@@ -161,6 +147,27 @@ def describe(device: torch.device) -> str:
 def bare_lstm() -> nn.LSTM:
     return nn.LSTM(N_MELS, HIDDEN, num_layers=LAYERS, dropout=DROPOUT, bidirectional=True,
                    batch_first=True).eval()
+
+
+def model_lstm(model: nn.Module) -> nn.LSTM:
+    """The model's LSTM stack (the one ``nn.LSTM`` module in it)."""
+    found = [m for m in model.modules() if isinstance(m, nn.LSTM)]
+    if len(found) != 1:
+        raise SystemExit(f"expected one nn.LSTM in the model, found {len(found)}")
+    return found[0]
+
+
+def lstm_inputs(separator: Separator, mixture: np.ndarray) -> list[tuple[int, ...]]:
+    """The input shapes of the model's LSTM in each of its calls during one
+    ``separator.separate(mixture)`` (chunks x channels, frames with context,
+    features), recorded by a forward pre-hook."""
+    shapes: list[tuple[int, ...]] = []
+    hook = model_lstm(separator.model).register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
+    try:
+        separator.separate(mixture)
+    finally:
+        hook.remove()
+    return shapes
 
 
 def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile: bool,
@@ -182,16 +189,15 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
     frames = 1 + samples // HOP
     chunk, context = separator.chunk_frames()
     n_chunks = math.ceil(frames / chunk)
-    fed = sum(c1 - c0 for _, _, c0, c1 in separator._framing(samples).chunks(chunk, context))
+    # the windows the Separator's model sees (chunk + context), in its calls, as it ran them
+    calls = lstm_inputs(separator, mixture)
+    fed = sum(rows * length for rows, length, _ in calls) // channels
     lstm = bare_lstm().to(device)
     generator = torch.Generator().manual_seed(0)
     x_long = torch.randn(channels, frames, N_MELS, generator=generator)
     padded = torch.nn.functional.pad(x_long, (0, 0, 0, n_chunks * chunk - frames))
     x_batched = padded.reshape(channels * n_chunks, chunk, N_MELS).contiguous().to(device)
-    # the windows the Separator's model sees (chunk + context), in its calls
-    windows = [torch.stack([x_long[c, c0:c1] for _, _, c0, c1 in call for c in range(channels)])
-               for call in _balanced(separator._framing(samples).chunks(chunk, context), separator.batch_chunks)]
-    windows = [w.to(device) for w in windows]
+    windows = [torch.randn(shape, generator=generator).to(device) for shape in calls]
     x_long = x_long.to(device)
 
     print(f"\n== 1. Separation of a {seconds:g} s stereo track ({what}, made in {made:.1f} s) vs a bare "
@@ -202,28 +208,24 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
           f"batch_chunks={separator.batch_chunks}, wiener={separator.wiener})")
     print(f"frames: {frames} per channel = {n_chunks} chunk(s) of {chunk} (+ {context} context frames "
           f"each side); the Separator's model sees {fed} frames per channel (+{100 * (fed / frames - 1):.1f}% "
-          f"context), {separator.batch_chunks} chunk(s) x {channels} channels a model call")
+          f"context) in {len(calls)} call(s) of {', '.join(str(rows // channels) for rows, *_ in calls)} "
+          f"chunk(s) x {channels} channels (at most {separator.batch_chunks} chunks a call)")
     print(f"bare batched chunks: input {tuple(x_batched.shape)} (last chunk zero-padded by "
           f"{n_chunks * chunk - frames} frames); bare one sequence: input {tuple(x_long.shape)}; bare on the "
-          f"Separator's windows: inputs {', '.join(str(tuple(w.shape)) for w in windows)}")
+          f"Separator's windows (the shapes its LSTM was given): inputs "
+          f"{', '.join(str(tuple(w.shape)) for w in windows)}")
 
-    def bare(x):
+    def bare(*inputs):
         def run():
             with torch.no_grad():
-                lstm(x)
-            synchronize(device)
+                for x in inputs:
+                    lstm(x)
         return run
 
-    def bare_windows():
-        with torch.no_grad():
-            for w in windows:
-                lstm(w)
-        synchronize(device)
-
     runs = {"bare, batched chunks": bare(x_batched), "bare, one sequence": bare(x_long),
-            "bare, Separator's windows": bare_windows, "Separator.separate": lambda: separator.separate(mixture)}
-    times = interleave(runs, reps)
-    med = {k: statistics.median(v) for k, v in times.items()}
+            "bare, Separator's windows": bare(*windows), "Separator.separate": lambda: separator.separate(mixture)}
+    times = interleave(runs, reps, device=device)
+    med = medians(times)
     best = {k: min(v) for k, v in times.items()}
     ours, ours_best = med["Separator.separate"], best["Separator.separate"]
     print(f"{'contender':26} {'median s':>9} {'fastest s':>10} {'slowest s':>10} {'x real time':>12} "
@@ -252,115 +254,151 @@ def bench_separation(seconds: float, reps: int, signal: str, seed: int, profile:
         profile_separation(separator, mixture, lstm, x_batched, x_long)
 
 
-# A stage-by-stage copy of Separator.separate (musicsep/separate.py), to say where
-# the time goes. It must stay the same computation: its output is compared with
-# the Separator's and the difference printed.
+# --------------------------------------------------------------------------- #
+# The profile: where the time of the real Separator.separate goes
+# --------------------------------------------------------------------------- #
+
+class StageClock:
+    """Times the functions ``Separator.separate`` calls while it runs: a
+    profile hook (``sys.setprofile``) watches the calls of the given functions
+    (each a stage) and adds up each stage's own time, the time of the watched
+    functions it calls excluded, per call path (the same function under two
+    callers is two entries). Nothing of the separation is replaced or
+    re-implemented: the real call runs, and a function it no longer calls
+    shows no calls. On a GPU every stage boundary waits for the device's
+    queued work, so that each stage's time covers its kernels."""
+
+    def __init__(self, stages: dict[str, object], device: torch.device):
+        self.labels = {inspect.unwrap(fn).__code__: label for label, fn in stages.items()}
+        self.device = device
+        self.seconds: dict[tuple, float] = {}       # call path (codes) -> own seconds
+        self.calls: dict[tuple, int] = {}
+        self._stack: list[list] = []                # [frame, code, start, seconds in watched callees]
+
+    def _event(self, frame, event: str, _arg) -> None:
+        if event == "call" and frame.f_code in self.labels:
+            sync(self.device)
+            self._stack.append([frame, frame.f_code, time.perf_counter(), 0.0])
+        elif event == "return" and self._stack and self._stack[-1][0] is frame:
+            sync(self.device)
+            elapsed = time.perf_counter() - self._stack[-1][2]
+            path = tuple(entry[1] for entry in self._stack)
+            self.seconds[path] = self.seconds.get(path, 0.0) + elapsed - self._stack[-1][3]
+            self.calls[path] = self.calls.get(path, 0) + 1
+            self._stack.pop()
+            if self._stack:
+                self._stack[-1][3] += elapsed
+
+    def run(self, fn, *args):
+        """``fn(*args)`` with the stages timed (their figures replace the previous run's)."""
+        self.seconds, self.calls, self._stack = {}, {}, []
+        sys.setprofile(self._event)
+        try:
+            return fn(*args)
+        finally:
+            sys.setprofile(None)
+
+    def label(self, path: tuple) -> str:
+        return self.labels[path[-1]]
+
 
 def profile_separation(separator: Separator, mixture: np.ndarray, lstm: nn.LSTM,
                        x_batched: torch.Tensor, x_long: torch.Tensor, runs: int = 3) -> None:
-    from musicsep.separate.separator import BLOCK_FRAMES, _apply_masks, _as_targets
-    from musicsep.spectral.stft import OverlapAdd, magnitude, overlap_add
+    """Where the time of ``separator.separate(mixture)`` goes, stage by stage
+    (:class:`StageClock` over the real call), beside the bare stack on the
+    same frames; then the ceiling of the goal's ratio that those stages allow."""
+    from musicsep.separate.separator import BLOCK_FRAMES, apply_masks, as_targets
+    from musicsep.spectral.stft import Framing, OverlapAdd, magnitude, overlap_add
+    from musicsep.spectral.wiener import wiener
 
-    model, features = separator.model, separator.model.features
-    stages: dict[str, float] = {}
-
-    class Clock:
-        def __init__(self):
-            self.t = time.perf_counter()
-
-        def __call__(self, stage: str) -> None:
-            synchronize(separator.device)
-            now = time.perf_counter()
-            stages[stage] = stages.get(stage, 0.0) + now - self.t
-            self.t = now
-
-    @torch.no_grad()
-    def staged() -> dict[str, np.ndarray]:
-        stages.clear()
-        tick = Clock()
-        channels, length = mixture.shape
-        framing = separator._framing(length)
-        acc = OverlapAdd(framing, (len(SOURCES), channels))
-        chunks = framing.chunks(*separator.chunk_frames())
-        tick("setup (framing, output buffers)")
-        batches = _balanced(chunks, separator.batch_chunks)
-        for batch_chunks in batches:
-            specs = framing.stft_many(lambda a, b: mixture[:, a:b], [(c0, c1) for _, _, c0, c1 in batch_chunks])
-            tick("STFT (reflect-pad read, torch.stft)")
-            mag = magnitude(specs.flatten(0, 1))
-            tick("|X|")
-            x = features.inputs(mag)
-            tick("features.inputs (log, whiten, mel projection)")
-            hidden = model.blstm(x)
-            tick("LSTM (batch = chunks x channels, with context)")
-            batch, frames = mag.shape[0], mag.shape[-1]
-            mel = model.head(hidden).sigmoid_().view(batch, frames, model.n_sources, -1).permute(0, 2, 3, 1)
-            mel = mel.unflatten(0, specs.shape[:2])
-            tick("head + sigmoid")
-            for (f0, f1, c0, _), m, spec in zip(batch_chunks, mel, specs):
-                for b0 in range(f0, f1, BLOCK_FRAMES):
-                    b1 = min(b0 + BLOCK_FRAMES, f1)
-                    keep = slice(b0 - c0, b1 - c0)
-                    mask = features.to_linear(m[..., keep])
-                    tick("to_linear (kept frames; mel -> linear pinv matmul, clamp)")
-                    estimates = _apply_masks(mask, spec[..., keep])
-                    tick("masks * X (kept frames; complex by real, frames-major)")
-                    frames_t = torch.fft.irfft(estimates.transpose(-1, -2), n=framing.n_fft, dim=-1)
-                    tick("irfft")
-                    s0, s1 = framing.samples(b0, b1)
-                    overlap_add(acc.out[..., s0:s1], frames_t, framing.hop, framing.window)
-                    tick("windowed overlap-add into the output (strided multiply-adds)")
-        result = acc.result()
-        tick("normalise (window envelope, times its inverse)")
-        out = _as_targets(result)
-        tick("_as_targets (contiguous copies, accompaniment)")
-        return out
-
+    model = separator.model
+    stages = {
+        "Separator.separate itself (checks, batching, loops)": Separator.separate,
+        "STFT (Framing.stft_many: reflect-padded reads, torch.stft)": Framing.stft_many,
+        "|X| (magnitude)": magnitude,
+        "model.mel_masks itself (sigmoid, views)": type(model).mel_masks,
+        "features.inputs (log, whiten, mel projection)": type(model.features).inputs,
+        "LSTM (nn.LSTM: chunks x channels a call, with context)": type(model_lstm(model)).forward,
+        "linear layer (nn.Linear)": nn.Linear.forward,
+        "to_linear (mel -> linear masks, clamp)": type(model.features).to_linear,
+        "apply_masks (masks * X, complex by real)": apply_masks,
+        "wiener (post-filter)": wiener,
+        "OverlapAdd.add itself": OverlapAdd.add,
+        "irfft (Framing.overlap_add_into itself)": Framing.overlap_add_into,
+        "overlap_add (windowed strided multiply-adds)": overlap_add,
+        "OverlapAdd.result (normalise by the envelope)": OverlapAdd.result,
+        "Framing.envelope itself": Framing.envelope,
+        "as_targets (contiguous copies, accompaniment)": as_targets,
+    }
+    clock = StageClock(stages, separator.device)
     reference = separator.separate(mixture)
-    staged()                                                          # warm-up
-    best: dict[str, float] = {}
-    totals, bare = [], {"batched chunks": [], "one sequence": []}
+    clock.run(separator.separate, mixture)                        # warm-up
+    best: dict[tuple, float] = {}
+    calls: dict[tuple, int] = {}
+    totals, plain, bare = [], [], {"batched chunks": [], "one sequence": []}
     for _ in range(runs):             # per stage, the fastest of the runs (robust to other processes)
         start = time.perf_counter()
-        out = staged()
+        out = clock.run(separator.separate, mixture)
         totals.append(time.perf_counter() - start)
-        for stage, t in stages.items():
-            best[stage] = min(best.get(stage, math.inf), t)
+        for path, t in clock.seconds.items():
+            best[path] = min(best.get(path, math.inf), t)
+        calls = clock.calls
+        plain.append(interleave({"plain": lambda: separator.separate(mixture)}, 1, warm_up=False,
+                                device=separator.device)["plain"][0])
         with torch.no_grad():
-            for name, x in (("batched chunks", x_batched), ("one sequence", x_long)):
-                start = time.perf_counter()
-                lstm(x)
-                synchronize(separator.device)
-                bare[name].append(time.perf_counter() - start)
+            bare_times = interleave({name: (lambda x=x: lstm(x)) for name, x in
+                                     (("batched chunks", x_batched), ("one sequence", x_long))}, 1,
+                                    warm_up=False, device=separator.device)
+        for name, t in bare_times.items():
+            bare[name] += t
     peak = max(float(np.abs(v).max()) for v in reference.values()) or 1.0
     diff = max(float(np.abs(out[k] - reference[k]).max()) for k in reference)
     seconds = mixture.shape[-1] / RATE
     total = sum(best.values())
-    in_lstm = best.get("LSTM (batch = chunks x channels, with context)", 0.0)
-    print(f"\n== profile: Separator.separate of the {seconds:g} s track, stage by stage, fastest of {runs} runs "
-          f"per stage (a replica of its code; max |difference| from the Separator's output: {diff / peak:.1e} "
-          f"of the peak{'' if diff == 0 else ' -- the replica no longer matches separate.py'})")
-    print(f"{'stage':50} {'s':>7} {'share':>6} {'ms per s of audio':>18}")
-    for stage, t in sorted(best.items(), key=lambda kv: -kv[1]):
-        print(f"{stage:50} {t:7.3f} {100 * t / total:5.1f}% {1000 * t / seconds:18.1f}")
-    print(f"{'sum of the stages':50} {total:7.3f} {100.0:5.1f}% {1000 * total / seconds:18.1f}")
-    print(f"whole runs, s: {' '.join(f'{t:.2f}' for t in totals)}")
+    print(f"\n== profile: the real Separator.separate of the {seconds:g} s track, stage by stage (the functions it "
+          f"calls, each one's own time: watched callees excluded, indented under it), fastest of {runs} runs per "
+          f"stage; blocks of {BLOCK_FRAMES} frames")
+    print(f"{'stage':64} {'calls':>6} {'s':>7} {'share':>6} {'ms per s of audio':>18}")
+    for path in sorted(best, key=lambda p: [list(clock.labels).index(c) for c in p]):
+        label = "  " * (len(path) - 1) + clock.label(path)
+        print(f"{label:64} {calls.get(path, 0):6d} {best[path]:7.3f} {100 * best[path] / total:5.1f}% "
+              f"{1000 * best[path] / seconds:18.1f}")
+    print(f"{'sum of the stages':64} {'':6} {total:7.3f} {100.0:5.1f}% {1000 * total / seconds:18.1f}")
+    called = {path[-1] for path in best}
+    unused = [label for code, label in clock.labels.items() if code not in called]
+    if unused:
+        print(f"not called in this separation: {'; '.join(unused)}")
+    print(f"whole runs, s: profiled {' '.join(f'{t:.2f}' for t in totals)}; unprofiled "
+          f"{' '.join(f'{t:.2f}' for t in plain)} (the profile hook's own cost is the difference); profiled "
+          f"output vs unprofiled: max |difference| {diff / peak:.1e} of the peak")
+
+    def own(label: str, parent: str | None = None) -> float:
+        return sum(t for path, t in best.items() if clock.label(path) == label
+                   and (parent is None or len(path) > 1 and clock.labels[path[-2]] == parent))
+
+    lstm_label = "LSTM (nn.LSTM: chunks x channels a call, with context)"
+    in_lstm = own(lstm_label)
     print(f"outside the LSTM: {total - in_lstm:.3f} s ({100 * (total - in_lstm) / total:.0f}%); the LSTM as the "
-          f"Separator runs it ({separator.batch_chunks} chunks x channels a call, with context): {in_lstm:.3f} s; the bare stack on the "
-          f"same frames (fastest of {runs}): batched chunks {min(bare['batched chunks']):.3f} s, one sequence "
-          f"{min(bare['one sequence']):.3f} s")
+          f"Separator runs it ({separator.batch_chunks} chunks x channels a call at most, with context): "
+          f"{in_lstm:.3f} s; the bare stack on the same frames (fastest of {runs}): batched chunks "
+          f"{min(bare['batched chunks']):.3f} s, one sequence {min(bare['one sequence']):.3f} s")
     note("profile: share of separation outside the LSTM, %", 100 * (total - in_lstm) / total, ".0f")
     note("profile: LSTM in Separator / bare batched chunks", in_lstm / min(bare["batched chunks"]), ".2f")
     # what the goal's ratio could be at most: the model's own work (its LSTM over the
-    # context frames too, and its head) with everything else free; then with the
+    # context frames too, its head and sigmoid) with everything else free; then with the
     # transforms (STFT, mel projections, inverse FFT) at their measured speed too
-    model_work = in_lstm + best.get("head + sigmoid", 0.0)
-    transforms = sum(t for k, t in best.items() if k.split()[0] in ("STFT", "features.inputs", "to_linear", "irfft"))
+    mel_masks = "model.mel_masks itself (sigmoid, views)"
+    head = own("linear layer (nn.Linear)", mel_masks) + own(mel_masks)
+    model_work = in_lstm + head
+    transforms = sum(own(label) for label in ("STFT (Framing.stft_many: reflect-padded reads, torch.stft)",
+                                              "features.inputs (log, whiten, mel projection)",
+                                              "to_linear (mel -> linear masks, clamp)",
+                                              "irfft (Framing.overlap_add_into itself)"))
     fastest_bare = min(bare["batched chunks"])
     ceiling = fastest_bare / model_work
     print(f"ceiling of bare batched / Separator: {ceiling:.2f} with nothing but the model's own work (LSTM "
-          f"with context, head: {model_work:.3f} s), {fastest_bare / (model_work + transforms):.2f} with the "
-          f"STFT, mel projections and inverse FFT too ({transforms:.3f} s)")
+          f"with context, head and sigmoid: {model_work:.3f} s), {fastest_bare / (model_work + transforms):.2f} "
+          f"with the STFT, mel projections and inverse FFT too ({transforms:.3f} s)")
     note("profile: ceiling of bare batched / Separator (model's own work only)", ceiling, ".2f")
 
 
@@ -544,7 +582,7 @@ def main() -> None:
     parser.add_argument("--only", type=int, action="append", choices=(1, 2, 3),
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--profile", action="store_true",
-                        help="after benchmark 1, time one separation stage by stage")
+                        help="after benchmark 1, time the stages of the real Separator.separate")
     parser.add_argument("--device", default="cpu",
                         help="where benchmark 1 runs the Separator and the bare stack: cpu (default; the goal's "
                              "setting) or cuda[:N]")

@@ -24,7 +24,8 @@
    training run waits for.
 
 Prints ratios and goals; asserts nothing about time (numbers depend on the
-machine). Run from the repository root with the virtual environment:
+machine; measured figures are kept in ``benchmarks/RESULTS.md``). Run from
+the repository root with the virtual environment:
 
     python benchmarks/bench_train.py [--quick] [--device cuda] [--hidden 300 --layers 4]
                                      [--batch 4] [--seconds 1.0] [--workers N] [--profile]
@@ -56,7 +57,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import SUMMARY, note, paired, print_summary
+from common import interleave, note, paired, print_summary
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -76,19 +77,17 @@ MODELS = {
 }
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def repeated(fn, steps: int):
+    """``fn`` called ``steps`` times, as one contender for :func:`interleave`."""
+    def run() -> None:
+        for _ in range(steps):
+            fn()
+    return run
 
 
 def timed(fn, steps: int, device: torch.device) -> float:
     """Mean seconds of one call of ``fn`` over ``steps`` calls (device work included)."""
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / steps
+    return interleave({"fn": repeated(fn, steps)}, 1, warm_up=False, device=device)["fn"][0] / steps
 
 
 # --------------------------------------------------------------------------- #
@@ -96,8 +95,8 @@ def timed(fn, steps: int, device: torch.device) -> float:
 # --------------------------------------------------------------------------- #
 
 def training_step(name: str, hidden: int, layers: int, sources: torch.Tensor, device: torch.device, amp):
-    """One training step of ``name`` as ``musicsep.train.loop._loop`` runs it (without
-    the logging), on the fixed batch ``sources``."""
+    """One training step of ``name`` as the trainer's loop (:mod:`musicsep.train.loop`)
+    runs it (without the logging), on the fixed batch ``sources``."""
     loss_name, extra = MODELS[name]
     model = build_model(name, sample_rate=RATE, n_fft=N_FFT, hop=HOP, n_mels=N_MELS, log_eps=LOG_EPS,
                         hidden=hidden, layers=layers, dropout=DROPOUT, **extra).to(device).train()
@@ -249,12 +248,13 @@ def main() -> None:
             timed(fn, 2, device)
             steps[name] = args.steps or max(1, math.ceil(min_time / timed(fn, 1, device)))
         print("steps per timing: " + ", ".join(f"{name} {n}" for name, n in steps.items()))
-        times = {name: [] for name in contenders}
-        loader_rates = []
-        for rep in range(reps):
-            for name, fn in contenders.items():
-                times[name].append(timed(fn, steps[name], device))
-            loader_rates.append(loader_epoch(dataset, batch, args.workers, rep, device))
+        loader_rates: list[float] = []      # the loader records its own excerpts/s, epoch k in repetition k
+        runs = {name: repeated(fn, steps[name]) for name, fn in contenders.items()}
+        runs["loader epoch"] = lambda: loader_rates.append(
+            loader_epoch(dataset, batch, args.workers, len(loader_rates), device))
+        times = interleave(runs, reps, warm_up=False, device=device)
+        del times["loader epoch"]
+        times = {name: [t / steps[name] for t in v] for name, v in times.items()}   # seconds per step
         t = {name: statistics.median(v) for name, v in times.items()}
 
     # -- report ------------------------------------------------------------------

@@ -21,12 +21,11 @@ def reuse_freed_memory() -> bool:
     training allocate blocks of tens to hundreds of megabytes (a batch of
     spectrograms, masks, LSTM gate buffers) at every step, so each step pays a
     page fault per 4 KiB page again. Raising the mmap and trim thresholds to
-    2 GiB makes freed blocks reusable: on a 2-core VM a 3-minute separation ran
-    about 1.6 times faster (13.7 s -> 8.1-9.4 s), with the system time falling
-    from a quarter of the run to a few percent. The cost is memory: the
-    process keeps its heap until it exits, and glibc's aligned allocations
-    fragment it, so the peak grows by about half (separations of 1-4 minute
-    tracks in turn: 2.1 GB -> 3.0 GB).
+    2 GiB makes freed blocks reusable, so the steps stop paying those page
+    faults and the system time they cost. The cost is memory: the process
+    keeps its heap until it exits, and glibc's aligned allocations fragment
+    it, so its peak grows (the speed-up and the peak, measured on
+    separations: ``benchmarks/RESULTS.md``, allocator).
 
     Applied by the command line (so by every workflow job); the environment
     variable ``MUSICSEP_MALLOC=system`` keeps glibc's defaults. A no-op

@@ -13,7 +13,8 @@ validation track, the same on every run.
 
 Both yield the sources, a float32 tensor ``(n_sources, channels, samples)`` in
 :data:`musicsep.SOURCES` order; the mixture is their sum, formed where it is
-used (``sources.sum(-3)``, on the device), so a loader worker ships 20% less.
+used (``sources.sum(-3)``, on the device), so a loader worker ships the
+four sources only, not a fifth signal.
 """
 
 from __future__ import annotations

@@ -74,9 +74,9 @@ class ConditionalCentroids(EmbeddingModel):
         class: ``v`` (batch, points, dim); ``means``, ``var`` (batch or 1,
         sources, dim); ``log_prior`` (batch or 1, sources) -> (batch, sources,
         points) (sources-major: a normalisation over the 4 sources then runs
-        along contiguous points, about ten times faster than along a last
-        dimension of 4). The squared distance is expanded into matrix
-        products, never materialising (points, sources, dim):
+        along contiguous points, faster than along a last dimension of 4:
+        ``benchmarks/RESULTS.md``, training step). The squared distance is
+        expanded into matrix products, never materialising (points, sources, dim):
         ``(μ/σ²)·v − ½ (1/σ²)·v² + c``. ``shared_var``: the caller knows that
         every source has the same variances (the tied covariances); then
         ½ Σ_d v_d²/σ_d², the same for every source, is left out: the

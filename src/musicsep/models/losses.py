@@ -108,7 +108,8 @@ def dc_targets(mix_mel: torch.Tensor, src_mel: torch.Tensor, threshold_db: float
     as the models' embeddings."""
     n_sources = src_mel.shape[1]
     # over the sources, across contiguous points: max's indices (the first of equal maxima, as
-    # argmax), an order of magnitude faster on the CPU than argmax there or along a last dimension of 4
+    # argmax), faster on the CPU than argmax there or along a last dimension of 4
+    # (benchmarks/RESULTS.md, training step)
     dominant = src_mel.transpose(-1, -2).max(dim=1).indices.reshape(src_mel.shape[0], -1)    # (batch, points)
     labels = torch.zeros(*dominant.shape, n_sources, dtype=mix_mel.dtype, device=mix_mel.device)
     labels.scatter_(-1, dominant[..., None], 1.0)

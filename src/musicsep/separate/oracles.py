@@ -17,7 +17,7 @@ import torch
 from musicsep import HOP, N_FFT, ORACLES, SOURCES, MusicsepError
 from musicsep.data.shard import Shard
 from musicsep.io import progress_bar
-from musicsep.separate.separator import _as_targets, _check_audio, write_targets
+from musicsep.separate.separator import _check_audio, as_targets, write_targets
 from musicsep.spectral.stft import Framing, OverlapAdd, Reader
 from musicsep.spectral.wiener import _mwf, _regulariser
 
@@ -50,7 +50,7 @@ def _run_oracle(kind: str, read_sources: Reader, read_mixture: Reader, channels:
     if kind not in ORACLES:
         raise MusicsepError(f"unknown oracle {kind!r} (known: {', '.join(ORACLES)})")
     if length == 0:
-        return _as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))
+        return as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))
     eps = 1e-10
     framing = Framing(length, n_fft, hop, torch.hann_window(n_fft))
     chunks = framing.chunks(chunk_frames)
@@ -77,7 +77,7 @@ def _run_oracle(kind: str, read_sources: Reader, read_mixture: Reader, channels:
             estimates = _oracle_masks(kind, s, x) * x
         acc.add(estimates, f0, f1)
         chunk_done()
-    return _as_targets(acc.result())
+    return as_targets(acc.result())
 
 
 def oracle(kind: str, sources: Mapping[str, np.ndarray] | np.ndarray, mixture: np.ndarray | None = None,

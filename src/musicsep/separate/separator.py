@@ -18,14 +18,11 @@ has context across the boundary) whose output is discarded, and each chunk's
 masked frames are overlap-added into the output and normalised by the
 window's squared sum, exactly as ``torch.istft`` does. Frames are therefore
 bit-for-bit those of the whole-track STFT; only the model's view differs,
-and with context the chunked and whole-track estimates agree closely: on a
-random tiny BLSTM with 1 s of context the largest difference is about 1e-7
-of the signal's peak (without context, about 1e-2); the test's bound is
-1e-2 of the peak. How far a trained BLSTM carries context is for a
-measurement on its test tracks to say (``benchmarks/bench_context.py``);
-``context_seconds`` sets it, 1 s by default (:data:`CONTEXT_SECONDS` gives
-the measurements behind that).
-Models that
+and with context the chunked and whole-track estimates agree closely (how
+closely: ``benchmarks/RESULTS.md``, context). How far a trained BLSTM carries
+context is for a measurement on its test tracks to say
+(``benchmarks/bench_context.py``); ``context_seconds`` sets it, 1 s by
+default (:data:`CONTEXT_SECONDS` says why). Models that
 cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
 
@@ -55,7 +52,7 @@ from musicsep.spectral.wiener import wiener
 log = logging.getLogger(__name__)
 
 
-def _as_targets(estimates: np.ndarray) -> dict[str, np.ndarray]:
+def as_targets(estimates: np.ndarray) -> dict[str, np.ndarray]:
     """Stacked source estimates ``(4, channels, samples)`` -> ``{target: audio}`` in :data:`TARGETS` order."""
     out = {name: np.ascontiguousarray(estimates[k], dtype=np.float32) for k, name in enumerate(SOURCES)}
     acc = out[ACCOMPANIMENT[0]].copy()
@@ -74,22 +71,23 @@ def _check_audio(mixture, what: str = "mixture") -> np.ndarray:
     return mixture
 
 
-def _apply_masks(masks: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
+def apply_masks(masks: torch.Tensor, spec: torch.Tensor) -> torch.Tensor:
     """Masks ``(channels, sources, freq, frames)`` times the mixture's STFT
     ``(channels, freq, frames)``: ``(sources, channels, freq, frames)``. With
     both laid out frames-major, so is the product: the layout that the inverse
-    FFT over frequencies reads without a copy. (On blocks of 256 frames, the
-    complex-by-real product makes the whole masking loop about 8% faster than
-    a real product on the complex numbers' parts with each mask value
-    broadcast over the pair; the values are the same.)"""
+    FFT over frequencies reads without a copy. (A complex-by-real product:
+    the same values as a real product on the complex numbers' parts with each
+    mask value broadcast over the pair, and a faster masking loop:
+    ``benchmarks/RESULTS.md``, masking.)"""
     return masks.transpose(0, 1) * spec
 
 
 BLOCK_FRAMES = 256
-"""Frames whose masks, masked spectrogram and inverse FFT are made at once
-(about 50 MB for a stereo four-source block at n_fft 2048): small enough to
-stay in cache between the stages, large enough for efficient calls; it also
-bounds the memory that masking adds to a chunk's model call."""
+"""Frames whose masks, masked spectrogram and inverse FFT are made at once:
+small enough to stay in cache between the stages, large enough for efficient
+calls; it also bounds the memory that masking adds to a chunk's model call
+(a block's size, and the time and memory against whole chunks:
+``benchmarks/RESULTS.md``, blocked masking)."""
 
 
 def _balanced(items: list, most: int) -> list[list]:
@@ -111,9 +109,8 @@ class Separator:
     ``context_seconds``: extra frames on each side fed to the model and
     discarded from its output; ``batch_chunks``: chunks stacked into one
     model call at most, in calls of balanced sizes (a BLSTM runs faster per
-    frame on a batch of sequences: about 1.7x on 12 sequences against 2 on a
-    2-core CPU; memory grows with it, by about 0.2 GB per 30 s stereo chunk
-    for the paper-size BLSTM mask model);
+    frame on a batch of sequences; memory grows with it: by how much of each,
+    ``benchmarks/RESULTS.md``, batched chunks);
     ``wiener``: refine the masked estimates with one multichannel Wiener
     iteration (:func:`wiener`; on each chunk with its
     context, the spatial covariances estimated over those frames, as
@@ -151,7 +148,8 @@ class Separator:
     def sample_rate(self) -> int:
         return self.model.features.sample_rate
 
-    def _framing(self, length: int) -> Framing:
+    def framing(self, length: int) -> Framing:
+        """The STFT frame grid of a ``length``-sample signal, on the model's device."""
         f = self.model.features
         return Framing(length, f.n_fft, f.hop, f.window.to(self.device))
 
@@ -161,7 +159,7 @@ class Separator:
         return max(1, int(np.ceil(self.chunk_seconds * rate / hop))), int(np.ceil(self.context_seconds * rate / hop))
 
     def n_chunks(self, samples: int) -> int:
-        return len(self._framing(samples).chunks(*self.chunk_frames()))
+        return len(self.framing(samples).chunks(*self.chunk_frames()))
 
     @torch.no_grad()
     def separate(self, mixture: np.ndarray, *, progress: bool = False, desc: str = "separate") -> dict[str, np.ndarray]:
@@ -170,8 +168,8 @@ class Separator:
         mixture = _check_audio(mixture)
         channels, length = mixture.shape
         if length == 0:
-            return _as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))
-        framing = self._framing(length)
+            return as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))
+        framing = self.framing(length)
         acc = OverlapAdd(framing, (len(SOURCES), channels))
         chunks = framing.chunks(*self.chunk_frames())
 
@@ -189,16 +187,16 @@ class Separator:
             mel = self.model.mel_masks(magnitude(specs.flatten(0, 1))).unflatten(0, specs.shape[:2])
             for (f0, f1, c0, _), m, spec in zip(batch, mel, specs):
                 if self.wiener:
-                    estimates = wiener(_apply_masks(to_linear(m.float()), spec), spec)
+                    estimates = wiener(apply_masks(to_linear(m.float()), spec), spec)
                     acc.add(estimates[..., f0 - c0:f1 - c0], f0, f1)
                     continue
                 # the kept frames in blocks: masks, product and inverse FFT of a block stay in cache
                 for b0 in range(f0, f1, BLOCK_FRAMES):
                     b1 = min(b0 + BLOCK_FRAMES, f1)
                     keep = slice(b0 - c0, b1 - c0)
-                    acc.add(_apply_masks(to_linear(m[..., keep].float()), spec[..., keep]), b0, b1)
+                    acc.add(apply_masks(to_linear(m[..., keep].float()), spec[..., keep]), b0, b1)
             batch_done()
-        return _as_targets(acc.result())
+        return as_targets(acc.result())
 
 
 def write_targets(estimates: Mapping[str, np.ndarray], out_dir: str | Path, sample_rate: int) -> dict[str, Path]:

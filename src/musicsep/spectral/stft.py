@@ -35,10 +35,11 @@ def stft(audio: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP, center: bool =
 
 def magnitude(spec: torch.Tensor) -> torch.Tensor:
     """``spec.abs()`` of a complex spectrogram, as sqrt(re² + im²) in three
-    passes over its real view (the same layout): about twice as fast on the
-    CPU as complex ``abs``, which computes a complex result and copies its
-    real part. Equal to ``abs`` up to float rounding (one unit in the last
-    place: ``abs`` computes the same formula with other rounding)."""
+    passes over its real view (the same layout): faster on the CPU than
+    complex ``abs``, which computes a complex result and copies its real part
+    (``benchmarks/RESULTS.md``, magnitude). Equal to ``abs`` up to float
+    rounding (one unit in the last place: ``abs`` computes the same formula
+    with other rounding)."""
     if not spec.is_complex():
         return spec.abs()
     parts = torch.view_as_real(spec)
@@ -155,8 +156,8 @@ def overlap_add(out: torch.Tensor, frames: torch.Tensor, hop: int, window: torch
     given. Where the hop divides the frame length (the usual case) each of the
     ``n_fft / hop`` segments of every frame lands on a contiguous run of
     ``out``: a few strided additions (multiply-adds with the window's
-    segment), several times faster on the CPU than ``nn.functional.fold``
-    (col2im)."""
+    segment), faster on the CPU than ``nn.functional.fold`` (col2im), which
+    takes the other hops (``benchmarks/RESULTS.md``, overlap-add)."""
     count, n_fft = frames.shape[-2:]
     if n_fft % hop:
         if window is not None:
@@ -179,10 +180,11 @@ class OverlapAdd:
     """Accumulates overlap-added chunks of ``(sources, channels)`` signals on
     the framing's device and normalises them at the end, like
     ``torch.istft(center=True, length=length)``. (On a GPU the track's
-    signals stay there until the end: moving each block's frames to the CPU
-    and adding them there took over half of a separation's time on an H200.
-    On the CPU the sum is a NumPy array, whose zeros cost nothing until
-    touched, and NumPy normalises it about twice as fast as torch.)"""
+    signals stay there until the end, so that no block's frames travel to
+    the CPU, a transfer that dominated a separation's time there. On the CPU
+    the sum is a NumPy array, whose zeros cost nothing until touched, and
+    NumPy normalises it faster than torch. Both: ``benchmarks/RESULTS.md``,
+    overlap-add.)"""
 
     def __init__(self, framing: Framing, lead_shape: tuple[int, ...]):
         self.framing = framing

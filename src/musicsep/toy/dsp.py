@@ -84,7 +84,8 @@ def _frame_times(m: int, sr: int) -> np.ndarray:
 
 def _reverb(x: np.ndarray, sr: int, rng: np.random.Generator, seconds: float) -> np.ndarray:
     """A stereo reverb tail of mono ``x``: decaying noise, different per channel
-    (convolved in float32, which is plenty for a tail and four times faster)."""
+    (convolved in float32, which is plenty for a tail and faster than float64:
+    ``benchmarks/RESULTS.md``, toy MUSDB)."""
     t = np.arange(int(seconds * sr)) / sr
     ir = _filter(rng.standard_normal((2, len(t))), "lowpass", 5000, sr) * np.exp(-6.9 * t / seconds)
     ir[:, :int(0.015 * sr)] = 0

@@ -17,7 +17,8 @@ def spectrograms(features, sources: torch.Tensor) -> tuple[torch.Tensor, torch.T
     sources and channels; the mixture is their sum (the STFT is linear: no 5th
     transform); channels are folded into the batch. Both are views of
     frames-major memory, as ``torch.stft`` returns them (the sum is taken in
-    that layout: many times faster than across it)."""
+    that layout, faster than across it: ``benchmarks/RESULTS.md``, training
+    step)."""
     batch, n_src, channels, samples = sources.shape
     src_spec = features.stft(sources.transpose(1, 2).reshape(batch * channels, n_src, samples))
     return src_spec.transpose(-1, -2).sum(1).transpose(-1, -2), src_spec
