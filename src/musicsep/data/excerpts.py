@@ -32,7 +32,6 @@ from musicsep import MusicsepError
 from musicsep.data.shard import SOURCE_ROWS, Shard
 
 
-
 class MappedShards:
     """Shard metadata, and excerpt reads straight from memory maps.
 

@@ -12,9 +12,9 @@ import numpy as np
 
 from musicsep import SOURCES, TARGETS, MusicsepError
 from musicsep.io import atomic_path
+from musicsep.report import EXCERPT_SECONDS
 from musicsep.report.common import REFERENCE
 from musicsep.report.excerpt import Excerpt, read_excerpt
-from musicsep.report import EXCERPT_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ REFERENCE = "reference"
 """Name of the mixture and true sources among the systems' audio pages."""
 
 
-_RC = {"svg.fonttype": "none", "svg.hashsalt": "musicsep", "font.size": 9, "axes.titlesize": 10}
+RC = {"svg.fonttype": "none", "svg.hashsalt": "musicsep", "font.size": 9, "axes.titlesize": 10}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,16 +31,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, out: str | Path, dpi: int = 110) -> None:
+def save_figure(fig, out: str | Path, dpi: int = 110) -> None:
     """Save a figure atomically (format from the suffix), without dates (so
     that reruns give the same file), and close it."""
-    plt = _pyplot()
+    plt = pyplot()
     out = Path(out)
     fmt = out.suffix.lstrip(".").lower() or "png"
     metadata = {"Date": None} if fmt in ("svg", "pdf") else {"Software": None}
     try:
         with atomic_path(out) as tmp:
-            with plt.rc_context(_RC):
+            with plt.rc_context(RC):
                 fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
     finally:
         plt.close(fig)
@@ -57,6 +57,6 @@ def system_order(systems) -> list[str]:
     return sorted(s for s in systems if not is_oracle(s)) + sorted(s for s in systems if is_oracle(s))
 
 
-def _targets_of(table: pd.DataFrame) -> list[str]:
+def targets_of(table: pd.DataFrame) -> list[str]:
     present = set(table["target"])
     return [t for t in TARGETS if t in present] + sorted(present - set(TARGETS))

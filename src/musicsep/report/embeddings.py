@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from musicsep import SOURCES, MusicsepError
-from musicsep.report.common import _RC, SOURCE_COLOURS, _pyplot, _save
-from musicsep.report.excerpt import Excerpt, read_excerpt
-from musicsep.report.masks import _load, _spectra
 from musicsep.report import EMBEDDING_POINTS, EXCERPT_SECONDS
+from musicsep.report.common import RC, SOURCE_COLOURS, pyplot, save_figure
+from musicsep.report.excerpt import Excerpt, read_excerpt
+from musicsep.report.masks import load_for_figures, spectra
 
 
 def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -49,7 +49,7 @@ def embedding_points(model, excerpt: Excerpt, channel: int = 0) -> dict[str, np.
 
     if not hasattr(model, "embeddings"):
         raise MusicsepError(f"model {getattr(model, 'name', type(model).__name__)} has no embeddings")
-    mix_mag, src_mag = _spectra(model, excerpt, channel)
+    mix_mag, src_mag = spectra(model, excerpt, channel)
     f = model.features
     with torch.no_grad():
         v = model.embeddings(mix_mag)[0].float()                                   # (frames * n_mels, dim)
@@ -73,8 +73,8 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
     embedding model's embeddings, ``points`` of them drawn at random: left
     coloured by the true dominant source, right by the model's assignment;
     class centroids as stars. Returns the counts and the agreement."""
-    plt = _pyplot()
-    model, default_name = _load(model_path)
+    plt = pyplot()
+    model, default_name = load_for_figures(model_path)
     name = name or default_name
     excerpt = read_excerpt(shard, seconds, start)
     found = embedding_points(model, excerpt, channel)
@@ -85,7 +85,7 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(x), size=min(points, len(x)), replace=False))
     agreement = float((found["true"] == found["assigned"]).mean())
-    with plt.rc_context(_RC):
+    with plt.rc_context(RC):
         fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharex=True, sharey=True)
         for ax, key, title in [(axes[0], "true", "true dominant source"),
                                (axes[1], "assigned", f"assignment by {name} (argmax of its masks)")]:
@@ -110,5 +110,5 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
                      f"{len(keep)} of {len(x)} non-silent points shown; assignment = true source for "
                      f"{100 * agreement:.0f}%", y=0.99, fontsize=10)
         fig.tight_layout()
-    _save(fig, out, dpi=110)
+    save_figure(fig, out, dpi=110)
     return {"points": len(x), "shown": len(keep), "agreement": agreement, "explained": ratio.tolist()}

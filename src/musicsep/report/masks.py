@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from musicsep import SOURCES, MusicsepError
-from musicsep.report.common import _RC, _pyplot, _save
-from musicsep.report.excerpt import Excerpt, read_excerpt
 from musicsep.report import EXCERPT_SECONDS
+from musicsep.report.common import RC, pyplot, save_figure
+from musicsep.report.excerpt import Excerpt, read_excerpt
 
 
-def _load(model_path: str | Path):
+def load_for_figures(model_path: str | Path):
     from musicsep.models.checkpoint import load_model
 
     model, state = load_model(model_path)
@@ -20,7 +20,7 @@ def _load(model_path: str | Path):
     return model.float().eval(), spec.get("name") or Path(model_path).parent.name
 
 
-def _spectra(model, excerpt: Excerpt, channel: int = 0):
+def spectra(model, excerpt: Excerpt, channel: int = 0):
     """Magnitudes of one channel of the excerpt: mixture ``(1, freq, frames)``
     and sources ``(1, 4, freq, frames)``."""
     import torch
@@ -56,11 +56,11 @@ def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, se
     mask of the true sources (|s_j| / Σ|s_i|)."""
     import torch
 
-    plt = _pyplot()
-    model, default_name = _load(model_path)
+    plt = pyplot()
+    model, default_name = load_for_figures(model_path)
     name = name or default_name
     excerpt = read_excerpt(shard, seconds, start)
-    mix_mag, src_mag = _spectra(model, excerpt, channel)
+    mix_mag, src_mag = spectra(model, excerpt, channel)
     with torch.no_grad():
         masks = model.masks(mix_mag)[0].float().numpy()                        # (sources, freq, frames)
     src = src_mag[0].numpy()
@@ -70,7 +70,7 @@ def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, se
     db_display, grid = _log_frequency(db, f.sample_rate, f.n_fft)
     vmax = float(db.max())
     extent = (0, excerpt.length / excerpt.rate, -0.5, len(grid) - 0.5)
-    with plt.rc_context(_RC):
+    with plt.rc_context(RC):
         fig = plt.figure(figsize=(13, 8.2))
         gs = fig.add_gridspec(3, len(SOURCES) + 1, width_ratios=[1] * len(SOURCES) + [0.05],
                               height_ratios=[1.1, 1, 1], hspace=0.45, wspace=0.12)
@@ -98,5 +98,5 @@ def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, se
                     ax.set_xlabel("time in the excerpt (s)")
         fig.colorbar(mask_image, cax=fig.add_subplot(gs[1:, -1]), label="mask")
         fig.suptitle(f"{name}: masks on {excerpt.describe()}", y=0.97)
-    _save(fig, out, dpi=100)
+    save_figure(fig, out, dpi=100)
     return excerpt

@@ -10,7 +10,7 @@ import pandas as pd
 
 from musicsep import MusicsepError
 from musicsep.io import atomic_path
-from musicsep.report.common import _RC, _pyplot, _save, _targets_of, is_oracle, system_order
+from musicsep.report.common import RC, is_oracle, pyplot, save_figure, system_order, targets_of
 from musicsep.report.markdown import markdown_html
 
 log = logging.getLogger(__name__)
@@ -48,15 +48,15 @@ def track_medians(table: pd.DataFrame) -> pd.DataFrame:
 def plot_sdr_boxes(medians: pd.DataFrame, out: str | Path, metric: str = "SDR") -> None:
     """One panel per target: a box per system over the tracks' medians over
     frames, each track a point."""
-    plt = _pyplot()
+    plt = pyplot()
     systems = system_order(medians["system"])
-    targets = _targets_of(medians)
+    targets = targets_of(medians)
     cmap = plt.get_cmap("tab10")
     colours = {}
     for s in systems:
         colours[s] = "#9a9a9a" if is_oracle(s) else cmap(len(colours) % 10)
     width = max(2.2, 0.38 * len(systems) + 0.8)
-    with plt.rc_context(_RC):
+    with plt.rc_context(RC):
         fig, axes = plt.subplots(1, len(targets), figsize=(width * len(targets), 3.6), sharey=True, squeeze=False)
         rng = np.random.default_rng(0)
         for ax, target in zip(axes[0], targets):
@@ -83,7 +83,7 @@ def plot_sdr_boxes(medians: pd.DataFrame, out: str | Path, metric: str = "SDR") 
         axes[0][0].set_ylabel(f"{metric} (dB): median over frames, per track")
         fig.suptitle(f"{metric} per track and system ({medians['track'].nunique()} tracks)", y=1.02)
         fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR",
@@ -91,9 +91,9 @@ def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR"
     """One panel per target: tracks (rows) × systems (columns), coloured by
     the track's median over frames; values written in the cells when there
     are at most ``annotate_max`` cells per panel."""
-    plt = _pyplot()
+    plt = pyplot()
     systems = system_order(medians["system"])
-    targets = _targets_of(medians)
+    targets = targets_of(medians)
     tracks = sorted(medians["track"].unique())
     values = {t: medians[medians["target"] == t].pivot_table(index="track", columns="system", values=metric,
                                                               aggfunc="first", dropna=False)
@@ -107,7 +107,7 @@ def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR"
     panel_w = max(1.8, 0.42 * len(systems) + 0.3)
     label_w = min(3.5, 0.07 * max(len(t) for t in tracks) + 0.3)
     height = max(2.6, 0.24 * len(tracks) + 1.6)
-    with plt.rc_context(_RC):
+    with plt.rc_context(RC):
         fig, axes = plt.subplots(1, len(targets), figsize=(panel_w * len(targets) + label_w + 0.8, height),
                                  sharey=True, squeeze=False, layout="constrained")
         cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
@@ -128,7 +128,7 @@ def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR"
         cbar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.025, pad=0.02)
         cbar.set_label(f"{metric} (dB), median over frames")
         fig.suptitle(f"{metric} per track: median over 1 s frames")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_scores(scores: str | Path, *, summary: str | Path | None = None, table: str | Path | None = None,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from musicsep import MusicsepError
-from musicsep.report.common import _RC, _pyplot, _save
+from musicsep.report.common import RC, pyplot, save_figure
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
@@ -39,12 +39,12 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
 def plot_training(metrics: str | Path, out: str | Path, name: str | None = None) -> pd.DataFrame:
     """Train and validation loss per epoch (the parts of a combined loss
     thin), the best validation epoch marked, and the learning rate."""
-    plt = _pyplot()
+    plt = pyplot()
     frame = read_metrics(metrics)
     name = name or Path(metrics).parent.name
     epochs = frame.index.to_numpy()
     parts = sorted(c for c in frame.columns if c.startswith("train_") and c != "train_loss")
-    with plt.rc_context(_RC):
+    with plt.rc_context(RC):
         fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(6.4, 4.6), sharex=True, height_ratios=[3, 1])
         marker = "o" if len(epochs) <= 30 else None
         if "train_loss" in frame:
@@ -75,5 +75,5 @@ def plot_training(metrics: str | Path, out: str | Path, name: str | None = None)
         if len(epochs) <= 20:
             ax_lr.set_xticks(epochs)
         fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
     return frame

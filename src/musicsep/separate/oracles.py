@@ -17,9 +17,9 @@ import torch
 from musicsep import HOP, N_FFT, ORACLES, SOURCES, MusicsepError
 from musicsep.data.shard import Shard
 from musicsep.io import progress_bar
-from musicsep.separate.separator import _check_audio, as_targets, write_targets
+from musicsep.separate.separator import as_targets, check_audio, write_targets
 from musicsep.spectral.stft import Framing, OverlapAdd, Reader
-from musicsep.spectral.wiener import _mwf, _regulariser
+from musicsep.spectral.wiener import mwf, regulariser
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,13 @@ def _run_oracle(kind: str, read_sources: Reader, read_mixture: Reader, channels:
             power += s.abs().square().mean(1).sum(-1).T
             peak = max(peak, float(s.sum(0).abs().max()))
         R = cov / (eps + power)[..., None, None]
-        reg = _regulariser(peak, eps, 10.0)
+        reg = regulariser(peak, eps, 10.0)
     chunk_done = progress_bar(len(chunks), desc, unit="chunk", show=progress and len(chunks) > 1)
     for f0, f1, _, _ in chunks:
         x = framing.stft(read_mixture, f0, f1)                                 # (channels, freq, frames)
         s = framing.stft(read_sources, f0, f1)                                 # (sources, channels, freq, frames)
         if kind == "mwf":
-            estimates = _mwf(s.abs().square().mean(1), R, x, reg)
+            estimates = mwf(s.abs().square().mean(1), R, x, reg)
         else:
             estimates = _oracle_masks(kind, s, x) * x
         acc.add(estimates, f0, f1)
@@ -107,12 +107,12 @@ def oracle(kind: str, sources: Mapping[str, np.ndarray] | np.ndarray, mixture: n
         missing = [s for s in SOURCES if s not in sources]
         if missing:
             raise MusicsepError(f"oracle: sources lack {', '.join(missing)}")
-        sources = np.stack([_check_audio(sources[s], s) for s in SOURCES])
+        sources = np.stack([check_audio(sources[s], s) for s in SOURCES])
     sources = np.asarray(sources, dtype=np.float32)
     if sources.ndim != 3 or sources.shape[0] != len(SOURCES):
         raise MusicsepError(f"oracle: expected sources of shape ({len(SOURCES)}, channels, samples), "
                             f"got {sources.shape}")
-    mixture = sources.sum(0) if mixture is None else _check_audio(mixture)
+    mixture = sources.sum(0) if mixture is None else check_audio(mixture)
     if mixture.shape != sources.shape[1:]:
         raise MusicsepError(f"oracle: mixture {mixture.shape} and sources {sources.shape[1:]} differ in shape")
     return _run_oracle(kind, lambda a, b: sources[..., a:b], lambda a, b: mixture[:, a:b],

@@ -62,7 +62,7 @@ def as_targets(estimates: np.ndarray) -> dict[str, np.ndarray]:
     return {target: out[target] for target in TARGETS}
 
 
-def _check_audio(mixture, what: str = "mixture") -> np.ndarray:
+def check_audio(mixture, what: str = "mixture") -> np.ndarray:
     mixture = np.asarray(mixture, dtype=np.float32)
     if mixture.ndim != 2:
         raise MusicsepError(f"{what}: expected audio of shape (channels, samples), got {mixture.shape}")
@@ -165,7 +165,7 @@ class Separator:
     def separate(self, mixture: np.ndarray, *, progress: bool = False, desc: str = "separate") -> dict[str, np.ndarray]:
         """``mixture`` ``(channels, samples)`` float32 at :attr:`sample_rate`
         -> ``{target: (channels, samples)}`` for :data:`TARGETS`."""
-        mixture = _check_audio(mixture)
+        mixture = check_audio(mixture)
         channels, length = mixture.shape
         if length == 0:
             return as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 
-def _mwf(v: torch.Tensor, R: torch.Tensor, x: torch.Tensor, reg: float) -> torch.Tensor:
+def mwf(v: torch.Tensor, R: torch.Tensor, x: torch.Tensor, reg: float) -> torch.Tensor:
     """The multichannel Wiener filter ``y_j = v_j R_j (Σ_i v_i R_i + reg I)⁻¹ x``.
 
     ``v``: power spectrograms ``(sources, freq, frames)``; ``R``: spatial
@@ -36,7 +36,7 @@ def _mwf(v: torch.Tensor, R: torch.Tensor, x: torch.Tensor, reg: float) -> torch
                         for j in range(sources)])
 
 
-def _regulariser(mixture_peak: float, eps: float, scale_factor: float) -> float:
+def regulariser(mixture_peak: float, eps: float, scale_factor: float) -> float:
     """open-unmix's regulariser ``√eps I`` on signals scaled so that the
     mixture's largest STFT magnitude is at most ``scale_factor``, expressed
     at the signals' own scale."""
@@ -65,4 +65,4 @@ def wiener(estimates: torch.Tensor, mixture: torch.Tensor, eps: float = 1e-10,
     v = estimates.abs().square().mean(dim=1)                                      # (sources, freq, frames)
     cov = torch.einsum("jcft,jdft->fjcd", estimates, estimates.conj())
     R = cov / (eps + v.sum(dim=-1).T)[..., None, None]                           # (freq, sources, c, c)
-    return _mwf(v, R, mixture, _regulariser(float(mixture.abs().max()), eps, scale_factor))
+    return mwf(v, R, mixture, regulariser(float(mixture.abs().max()), eps, scale_factor))
