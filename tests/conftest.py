@@ -115,6 +115,15 @@ def make_shard():
     return shard_from_arrays
 
 
+@pytest.fixture(scope="session")
+def shard_and_models(tmp_path_factory):
+    """The report tests' shard and tiny model file per experiment kind
+    (tests/reportdata.py), made once."""
+    import reportdata
+
+    return reportdata.shard_and_models(tmp_path_factory.mktemp("models"), shard_from_arrays)
+
+
 # --------------------------------------------------------------------------- Snakemake
 
 

@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pytest
 import soundfile
-import reportdata
 from reportdata import SR, sources_with_a_loud_middle
 
 from musicsep import SOURCES, TARGETS
@@ -17,11 +16,6 @@ from musicsep.cli import main
 from musicsep.report.excerpt import read_excerpt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def shard_and_models(tmp_path_factory, make_shard):
-    return reportdata.shard_and_models(tmp_path_factory.mktemp("models"), make_shard)
 
 
 def test_audio_pages_and_clips(tmp_path, shard_and_models):

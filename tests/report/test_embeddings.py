@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reportdata
 from reportdata import PNG, SR, TINY
 
 from musicsep import SOURCES, MusicsepError
@@ -14,11 +13,6 @@ from musicsep.report.embeddings import embedding_points, pca_2d, plot_embeddings
 from musicsep.report.excerpt import read_excerpt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def shard_and_models(tmp_path_factory, make_shard):
-    return reportdata.shard_and_models(tmp_path_factory.mktemp("models"), make_shard)
 
 
 def test_pca_2d():

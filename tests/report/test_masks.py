@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import reportdata
 from reportdata import PNG, SR
 
 from musicsep.cli import main
 from musicsep.report.masks import plot_masks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def shard_and_models(tmp_path_factory, make_shard):
-    return reportdata.shard_and_models(tmp_path_factory.mktemp("models"), make_shard)
 
 
 def test_masks_figure(tmp_path, shard_and_models):
