@@ -13,7 +13,7 @@ import yaml
 
 from musicsep import MusicsepError
 from musicsep.data.musdb import build_table, scan, table_frame
-from musicsep.models.registry import MODELS, check_loss, check_model_args, model_info
+from musicsep.models.registry import check_loss, check_model_args, model_info
 from musicsep.toy.musdb import toy_tracks
 from musicsep.workflow.config import load_yaml, validate
 
@@ -122,9 +122,9 @@ def experiment_specs(config: dict) -> dict[str, dict]:
     specs = {}
     for name, exp in config["experiments"].items():
         args = {k: _yaml_scalar(v) for k, v in (exp.get("model_args") or {}).items()}
-        model_info(exp["model"], f"experiments.{name}.model")
+        info = model_info(exp["model"], f"experiments.{name}.model")
         check_model_args(exp["model"], f"experiments.{name}.model_args", **args)
-        spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or MODELS[exp["model"]].default_loss,
+        spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or info.default_loss,
                 "model_args": args, "training": {**config["training"], **exp.get("training", {})},
                 "loader": config["loader"], "features": config["features"],
                 "sample_rate": config["data"]["sample_rate"]}
