@@ -32,7 +32,7 @@
    ratio's ceiling: the bare stack over the Separator's LSTM and head alone
    (the model's own work, with its context frames), and with the STFT, mel
    projections and inverse FFT added.
-2. Evaluation: our job ``musicsep.evaluate.bsseval.evaluate_track`` (JSON written)
+2. Evaluation: our job ``musicsep.evaluate.track.evaluate_track`` (JSON written)
    against museval's own ``eval_mus_track`` (``output_dir`` given, so it writes
    the same JSON) on the same references and estimates of a stereo 44.1 kHz toy
    track (30 s: museval takes about 40 s per minute of audio), through a
@@ -410,7 +410,7 @@ def bench_evaluation(seconds: float, reps: int, seed: int) -> None:
     import museval
 
     from musicsep import TARGETS
-    from musicsep.evaluate.bsseval import accompaniment, evaluate_track
+    from musicsep.evaluate.track import accompaniment, evaluate_track
 
     streams, song = toy_streams(seconds, seed)
     refs = {s: streams[STREAMS.index(s)].astype(np.float64) for s in SOURCES}   # (samples, 2), as musdb

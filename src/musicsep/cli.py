@@ -105,7 +105,7 @@ def _separate(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from musicsep.evaluate.bsseval import evaluate_shard
+    from musicsep.evaluate.track import evaluate_shard
 
     evaluate_shard(args.shard, args.estimates, args.out, name=args.name, targets=args.targets)
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from musicsep import TARGETS, MusicsepError
-from musicsep.evaluate.bsseval import METRICS
+from musicsep.evaluate.track import METRICS
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@
   mixture's maximum.
 - :func:`si_sdr`: scale-invariant SDR in dB, the fast validation metric of
   training (logged as ``si_sdr_fast_not_bss_eval``). It is not BSS Eval's SDR
-  (museval, :mod:`musicsep.evaluate.bsseval`) and never enters the published tables.
+  (museval, :mod:`musicsep.evaluate.track`) and never enters the published tables.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def audio_examples(shard: str | Path, out_dir: str | Path, page: str | Path, *,
     the mixture and for each clip, the audio embedded (MP3 where libsndfile
     writes it) so that the page stands alone. ``name`` defaults to the
     folder's parent (``estimates/{system}/{slug}``). Returns the clips."""
-    from musicsep.evaluate.bsseval import accompaniment
+    from musicsep.evaluate.track import accompaniment
 
     excerpt = read_excerpt(shard, seconds, start)
     if estimates is None:

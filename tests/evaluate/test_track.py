@@ -1,4 +1,4 @@
-"""Evaluation per track: museval's BSS Eval v4 (musicsep.evaluate.bsseval),
+"""Evaluation per track: museval's BSS Eval v4 (musicsep.evaluate.track),
 and `musicsep evaluate` on a shard. museval is slow (its 512-tap distortion
 filters cost seconds per track whatever the length), so the signals are short,
 mostly mono 8 kHz, and each evaluation is computed once per module."""
@@ -22,7 +22,7 @@ from museval.aggregate import EvalStore, json2df
 
 from musicsep import SOURCES, TARGETS, MusicsepError
 from musicsep.evaluate.aggregate import aggregate, median_scores
-from musicsep.evaluate.bsseval import accompaniment, evaluate_shard, evaluate_track, read_shard_references
+from musicsep.evaluate.track import accompaniment, evaluate_shard, evaluate_track, read_shard_references
 
 RATE = 8000
 
