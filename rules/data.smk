@@ -1,6 +1,8 @@
 # Data: the toy MUSDB (when no dataset is configured), one shard per track,
 # the written track table, whitening statistics and a short summary.
 
+from musicsep.data import SHARD_FORMAT
+
 
 if PLAN.is_toy:
 
@@ -36,6 +38,8 @@ rule shard:
         chunk=config["data"]["chunk_seconds"],
         silence=config["data"]["silence_db"],
         mono="--mono" if config["data"]["mono"] else "",
+        # a param, unused by the command: a shard of an older format reruns (params changed)
+        format=SHARD_FORMAT,
     conda:
         ENV
     log:

@@ -56,6 +56,15 @@ def real_musdb(tmp_path_factory, example_stem) -> Path:
 
 
 @pytest.fixture(scope="session")
+def musdb_example(tmp_path_factory, example_stem) -> Path:
+    """A MUSDB18 root that musdb reads (``musdb.DB(root, is_wav=False,
+    subsets="test")``): stempeg's excerpt under its own name as the one test
+    track (read only)."""
+    name = example_stem.name[: -len(".stem.mp4")]
+    return make_real_musdb(tmp_path_factory.mktemp("musdb") / "musdb18", example_stem, {"test": [name]})
+
+
+@pytest.fixture(scope="session")
 def toy_zip(tmp_path_factory) -> Path:
     """A small toy MUSDB in musdb18.zip format: 2 train + 1 test tracks of 4 s."""
     from musicsep.toy.musdb import make_toy_musdb

@@ -12,7 +12,8 @@ import pytest
 import soundfile
 import stempeg
 
-from musicsep import STREAMS, MusicsepError
+from musicsep import SOURCES, STREAMS, MusicsepError
+from musicsep.data import SHARD_FORMAT
 from musicsep.data.audio import write_stem_mp4
 from musicsep.data.musdb import Dataset
 from musicsep.data.shard import Shard, read_attrs, write_shard
@@ -25,15 +26,23 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_round_trip_equals_stempeg(real_musdb, tmp_path, example_stem):
+def test_round_trip_equals_musdbs_decode(real_musdb, tmp_path, example_stem):
+    """A stem file's shard holds what musdb reads of it (stempeg's 16-bit
+    decode, as musdb calls it), bit for bit, and nothing else at the source
+    rate in stereo."""
     out = tmp_path / "shards" / "juliet.h5"
     attrs = write_shard(Dataset.open(real_musdb), JULIET, "train", out, slug="juliet")
-    reference, rate = stempeg.read_stems(str(example_stem))     # (5, samples, 2)
+    reference, rate = stempeg.read_stems(str(example_stem), ffmpeg_format="s16le")     # (5, samples, 2)
     with h5py.File(out) as h5:
+        assert list(h5) == ["audio"]
         audio = h5["audio"]
         assert audio.shape == (5, 2, reference.shape[1])
         assert audio.chunks == (1, 2, 44100)
         np.testing.assert_array_equal(audio[:], reference.transpose(0, 2, 1))
+        assert h5.attrs["format_version"] == attrs["format_version"] == SHARD_FORMAT
+    with Shard(out) as shard:
+        assert shard.reference_rate == 44100 and shard.reference_shape == (2, reference.shape[1])
+        np.testing.assert_array_equal(shard.references(), shard.sources())
     saved = read_attrs(out)
     assert saved["name"] == "Juliet's Rescue - Heartbeats"
     assert saved["split"] == "train" and saved["subset"] == "train" and saved["slug"] == "juliet"
@@ -61,6 +70,40 @@ def test_zip_resample_and_mono(real_musdb, tmp_path):
         rms_a = np.sqrt(np.mean(a["audio"][0].mean(axis=0) ** 2))
         rms_b = np.sqrt(np.mean(b["audio"][0, 0] ** 2))
         assert rms_b == pytest.approx(rms_a, rel=0.05)
+        # the references stay at the source rate in stereo: the full-rate shard's sources
+        assert b["references"].chunks == (1, 2, 44100)
+        np.testing.assert_array_equal(b["references"][:], a["audio"][1:])
+    with Shard(tmp_path / "b.h5") as shard:
+        assert (shard.sample_rate, shard.channels, shard.reference_rate) == (22050, 1, 44100)
+        assert shard.reference_shape == (2, full["samples"])
+        np.testing.assert_array_equal(shard.references(100, 200), shard.references()[:, :, 100:200])
+
+
+def test_old_newer_and_broken_formats_are_refused(tmp_path, make_shard):
+    """A shard of format 1 (no version recorded: float-decoded audio) is
+    refused, saying why and what to do; so is one of a newer format, and
+    references that are not the four sources."""
+    path = make_shard(tmp_path / "t.h5", np.zeros((len(SOURCES), 2, 100), np.float32))
+    with h5py.File(path, "r+") as h5:
+        del h5.attrs["format_version"]
+    with pytest.raises(MusicsepError) as info:
+        Shard(path)
+    for part in (str(path), "format 1 (none recorded)", f"this musicsep's {SHARD_FORMAT}",
+                 "not as musdb's 16-bit decode", "delete it", "Snakemake rebuild it"):
+        assert part in str(info.value), str(info.value)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["format_version"] = SHARD_FORMAT + 1
+    with pytest.raises(MusicsepError, match=f"{path}: a shard of format {SHARD_FORMAT + 1}, newer"):
+        read_attrs(path)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["format_version"] = "two"
+    with pytest.raises(MusicsepError, match=f"{path}: not a musicsep shard .format version 'two'"):
+        Shard(path)
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["format_version"] = SHARD_FORMAT
+        h5.create_dataset("references", data=np.zeros((3, 2, 100), np.float32))
+    with pytest.raises(MusicsepError, match=f"{path}: not a musicsep shard .its references are not 4 sources"):
+        Shard(path)
 
 
 def test_shards_from_arrays_have_the_format_of_decoded_ones(real_musdb, tmp_path, make_shard):
@@ -87,16 +130,17 @@ def test_shards_from_arrays_have_the_format_of_decoded_ones(real_musdb, tmp_path
 
 # ---------------------------------------------------------------- bad input --
 
-def hq_track(root: Path, name="Artist & Co - Song (Live)", seconds=1.0, rate=44100, override=None):
+def hq_track(root: Path, name="Artist & Co - Song (Live)", seconds=1.0, rate=44100, override=None,
+             subtype="FLOAT"):
     folder = root / "train" / name
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     stems = rng.uniform(-0.2, 0.2, (4, int(seconds * rate), 2)).astype(np.float32)
     audio = {"mixture": stems.sum(0), **dict(zip(STREAMS[1:], stems))}
     for stream, data in audio.items():
-        data, sr, subtype = (override or {}).get(stream, (data, rate, "FLOAT"))
+        data, sr, kind = (override or {}).get(stream, (data, rate, subtype))
         if data is not None:
-            soundfile.write(folder / f"{stream}.wav", data, sr, subtype=subtype)
+            soundfile.write(folder / f"{stream}.wav", data, sr, subtype=kind)
     return root, f"train/{name}"
 
 
@@ -117,6 +161,20 @@ def test_hq_round_trip(tmp_path):
     with h5py.File(out) as h5:
         reference, _ = soundfile.read(root / member / "vocals.wav", dtype="float32")
         np.testing.assert_array_equal(h5["audio"][4], reference.T)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "PCM_16"])
+def test_hq_pcm_values_are_kept(tmp_path, subtype):
+    """WAVs keep their PCM values, 24 bits too (not rounded to 16): in
+    ``audio`` at the source rate, in the references of a 22050 Hz mono shard."""
+    root, member = hq_track(tmp_path / "hq", subtype=subtype)
+    wavs = {s: soundfile.read(root / member / f"{s}.wav", always_2d=True)[0].T for s in STREAMS}   # float64
+    assert any(bool(np.any(w * 32768 != np.round(w * 32768))) for w in wavs.values()) == (subtype == "PCM_24")
+    write_shard(Dataset.open(root), member, "train", tmp_path / "full.h5")
+    write_shard(Dataset.open(root), member, "train", tmp_path / "small.h5", sample_rate=22050, mono=True)
+    with Shard(tmp_path / "full.h5") as full, Shard(tmp_path / "small.h5") as small:
+        np.testing.assert_array_equal(full.audio[:], np.stack([wavs[s] for s in STREAMS]))
+        np.testing.assert_array_equal(small.references(), np.stack([wavs[s] for s in SOURCES]))
 
 
 def test_hq_missing_source(tmp_path):

@@ -2,12 +2,16 @@
 data rules on a toy and on real MUSDB audio, and the tiny toy from dataset to
 summary."""
 
+import json
+from base64 import urlsafe_b64encode
 from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
 from conftest import job_counts, make_real_musdb, snakemake
+
+from musicsep.data import SHARD_FORMAT
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -40,6 +44,29 @@ def test_real_run_on_a_two_track_toy(tmp_path):
         assert list(h5.attrs["tracks"]) == table.loc[table["split"] == "train", "name"].tolist()
     again = snakemake(tmp_path, DATA, config=toy)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_shard_of_an_older_format_is_made_again(tmp_path):
+    """The shard rule's params carry the shard format: a shard whose record is
+    an older version's (params without the format, as that rule had them) is
+    scheduled again, its reason the changed params; the other is kept."""
+    toy, tracks = ["dataset={toy: {train_tracks: 1, test_tracks: 1, duration: 1.5, seed: 5}}"], "results/data/tracks.tsv"
+    proc = snakemake(tmp_path, tracks, config=toy)
+    assert proc.returncode == 0, proc.stderr
+    old, kept = sorted((tmp_path / "results" / "data" / "shards").glob("*.h5"))
+    record = tmp_path / ".snakemake" / "metadata" / urlsafe_b64encode(
+        old.relative_to(tmp_path).as_posix().encode()).decode()
+    meta = json.loads(record.read_text())
+    assert meta["rule"] == "shard" and meta["params"].count(str(SHARD_FORMAT)) == 1, meta
+    meta["params"].remove(str(SHARD_FORMAT))
+    record.write_text(json.dumps(meta))
+    dry = snakemake(tmp_path, tracks, "-n", config=toy)
+    assert dry.returncode == 0, dry.stderr
+    assert job_counts(dry.stdout) == {"shard": 1, "tracks": 1, "total": 2}
+    job = dry.stdout[dry.stdout.index("rule shard:"):]
+    job = job[: job.index("rule tracks:")] if "rule tracks:" in job else job
+    assert f"slug={old.stem}" in job and kept.stem not in job, job
+    assert "reason: Params have changed since last execution" in job, job
 
 
 def test_real_run_on_real_musdb_audio(tmp_path, example_stem):

@@ -5,6 +5,13 @@ Defaults shared by the command line and the config schema live here."""
 SHARD_CHUNK_SECONDS = 1.0
 """HDF5 chunk length of a shard: one chunk per stream, so a few-second excerpt touches a few chunks."""
 
+SHARD_FORMAT = 2
+"""The shard format's version, stored in every shard (``format_version``) and
+in the shard rule's params, so that Snakemake rebuilds shards of an older
+format. 2: stems decoded to 16-bit samples as musdb decodes them, and the
+references at the source rate in stereo (1, never recorded: float-decoded
+AAC, references at the model's rate and channels)."""
+
 SILENCE_DB = -60.0
 """A source whose RMS over the whole track lies below this level (dBFS) is flagged silent."""
 

@@ -69,12 +69,15 @@ def _last_line(text: str) -> str:
 
 
 def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | None = None,
-                  block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
+                  block_frames: int = 1 << 16, pcm16: bool = False) -> Iterator[np.ndarray]:
     """Decode several audio streams in step, as stereo float32.
 
     ``inputs`` lists ``(file, audio stream index)``; the streams are decoded
     together (all five streams of a stem file, or five WAV files) and, when
-    ``sample_rate`` is given, resampled to it with soxr. Yields blocks of shape
+    ``sample_rate`` is given, resampled to it with soxr. ``pcm16`` rounds the
+    decoded samples to 16 bits first, as musdb decodes a ``.stem.mp4``
+    (stempeg's ``s16le``: ffmpeg's float-to-s16 conversion, the same one
+    here), then to float32 exactly (``int16 / 32768``). Yields blocks of shape
     ``(frames, len(inputs), 2)``; the last block may be shorter. Mono streams
     are duplicated to both channels, more than two channels downmixed.
     Raises AudioError with ffmpeg's own message when decoding fails.
@@ -87,6 +90,8 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
     chains = []
     for k, (f, stream) in enumerate(inputs):
         chain = f"[{files.index(str(f))}:a:{stream}]"
+        if pcm16:
+            chain += "aformat=sample_fmts=s16:channel_layouts=stereo,"
         if sample_rate:
             chain += f"aresample={sample_rate}:resampler=soxr,"
         chains.append(f"{chain}aformat=sample_fmts=flt:channel_layouts=stereo[s{k}]")

@@ -2,16 +2,34 @@
 
 A shard ``{slug}.h5`` holds the dataset ``audio`` of shape
 ``(5 streams, channels, samples)`` float32, streams in MUSDB order
-(mixture, drums, bass, other, vocals), decoded once and resampled to the model
-rate. It is chunked ``(1, channels, chunk)``: a few-second excerpt of one
-source is one read touching a few contiguous chunks, and incoherent excerpts
-(each source from its own offset) read only the source they need.
+(mixture, drums, bass, other, vocals), decoded as musdb decodes them (below)
+and resampled to the model rate. It is chunked ``(1, channels, chunk)``: a
+few-second excerpt of one source is one read touching a few contiguous
+chunks, and incoherent excerpts (each source from its own offset) read only
+the source they need.
 
-Attributes: ``name``, ``slug``, ``subset``, ``split``, ``sample_rate``,
-``source_sample_rate``, ``streams``, ``channels``, ``samples``, ``duration``,
-``source`` (dataset entry), ``source_checksum`` (sha256 of the source
-file(s)), ``rms_db`` (per stream), ``silent`` (silent sources), and
-``musicsep_version``.
+What a shard holds is what musdb decodes, so that training, the oracles and
+evaluation see the same audio as every published number (museval, SiSEC
+2018). musdb reads a ``.stem.mp4`` through ffmpeg as 16-bit samples
+(stempeg's ``s16le``) and divides them by 32768; a float decode of the same
+AAC differs in nearly every sample (by up to 2^-16, and more where the
+decoded signal passes full scale, which 16 bits clip), enough to move
+museval's SIR, SAR and ISR by many dB on real tracks. So stems are decoded
+to 16 bits by the same ffmpeg conversion and stored as ``int16 / 32768``
+(exact in float32); WAVs (MUSDB18-HQ) keep their PCM values as they are.
+When the model's rate is not the source's, or the shard is mono, ``audio``
+is that decode resampled (soxr) or downmixed, and the shard also holds
+``references`` ``(4 sources, 2, samples)`` float32: the sources at the
+source rate in stereo, musdb's decode exactly, chunked as ``audio``;
+evaluation scores against them whatever the models' rate and channels
+(:meth:`Shard.references`, :attr:`Shard.reference_rate`).
+
+Attributes: ``format_version`` (:data:`musicsep.data.SHARD_FORMAT`; a shard
+of an older format is refused), ``name``, ``slug``, ``subset``, ``split``,
+``sample_rate``, ``source_sample_rate``, ``streams``, ``channels``,
+``samples``, ``duration``, ``source`` (dataset entry), ``source_checksum``
+(sha256 of the source file(s)), ``rms_db`` (per stream), ``silent`` (silent
+sources), and ``musicsep_version``.
 
 A shard is written under a temporary name and renamed when complete, so a
 killed job leaves nothing that passes for a finished shard. :func:`write_layout`
@@ -34,7 +52,7 @@ import numpy as np
 import soundfile
 
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError, __version__
-from musicsep.data import SHARD_CHUNK_SECONDS, SILENCE_DB
+from musicsep.data import SHARD_CHUNK_SECONDS, SHARD_FORMAT, SILENCE_DB
 from musicsep.data.audio import AudioError, AudioStream, decode_blocks, probe
 from musicsep.data.musdb import STEM_SUFFIX, Dataset, mp4_audio_streams
 from musicsep.io import atomic_path, sha256_stream
@@ -45,6 +63,7 @@ MIXTURE_ROW = STREAMS.index("mixture")
 SOURCE_ROWS: tuple[int, ...] = tuple(STREAMS.index(s) for s in SOURCES)
 """The rows of the sources in a shard's ``audio``, in :data:`musicsep.SOURCES` order (contiguous)."""
 assert SOURCE_ROWS == tuple(range(SOURCE_ROWS[0], SOURCE_ROWS[0] + len(SOURCES)))
+SOURCE_SLICE = slice(SOURCE_ROWS[0], SOURCE_ROWS[-1] + 1)
 
 
 def track_name(member: str) -> str:
@@ -124,39 +143,61 @@ def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str)
 
 
 def write_layout(out: str | Path, blocks: Iterable[np.ndarray], attrs: Mapping | Callable[[int], Mapping], *,
-                 channels: int, chunk: int, compression: str | None = None) -> dict:
+                 channels: int, chunk: int, compression: str | None = None,
+                 references: Iterable[np.ndarray] | None = None, reference_chunk: int | None = None) -> dict:
     """Write a shard's HDF5 layout to ``out``, atomically: the dataset ``audio``
     ``(streams, channels, samples)`` float32, chunked ``(1, channels, chunk)``,
-    from ``blocks`` ``(streams, channels, n)`` appended in order, then the
-    attributes: ``attrs``, or what ``attrs(samples)`` returns once every block
-    is written (it may raise to discard the file). Returns the attributes.
+    from ``blocks`` ``(streams, channels, n)`` appended in order; then, if
+    given, the dataset ``references`` ``(sources, 2, samples)`` at the source
+    rate from ``references`` blocks, chunked ``(1, 2, reference_chunk)``; then
+    the attributes: ``attrs``, or what ``attrs(samples)`` returns once every
+    block is written (it may raise to discard the file), and
+    ``format_version``. Returns the attributes.
 
     The one writer of the format: :func:`write_shard` gives it decoded blocks,
     the tests give it arrays. ``compression`` (an h5py filter) writes a
     filtered shard, which :class:`Shard` reads too; :func:`write_shard` writes
     none."""
-    samples = 0
     with atomic_path(out) as tmp_out:
         with h5py.File(tmp_out, "w", rdcc_nbytes=32 << 20) as h5:
-            audio = h5.create_dataset("audio", shape=(len(STREAMS), channels, 0),
-                                      maxshape=(len(STREAMS), channels, None),
-                                      chunks=(1, channels, chunk), dtype="float32", compression=compression)
-            for block in blocks:
-                audio.resize(samples + block.shape[2], axis=2)
-                audio[:, :, samples:] = block
-                samples += block.shape[2]
-            written = dict(attrs(samples) if callable(attrs) else attrs)
+            samples = _append(h5, "audio", blocks, (len(STREAMS), channels, chunk), compression)
+            if references is not None:
+                _append(h5, "references", references, (len(SOURCES), 2, reference_chunk or chunk), compression)
+            written = {**(attrs(samples) if callable(attrs) else attrs), "format_version": SHARD_FORMAT}
             h5.attrs.update(written)
     return written
+
+
+def _append(h5: h5py.File, name: str, blocks: Iterable[np.ndarray], layout: tuple[int, int, int],
+            compression: str | None) -> int:
+    """A dataset ``(rows, channels, samples)`` float32 of ``blocks`` appended
+    along the samples, chunked ``(1, channels, chunk)``; returns its length."""
+    rows, channels, chunk = layout
+    data = h5.create_dataset(name, shape=(rows, channels, 0), maxshape=(rows, channels, None),
+                             chunks=(1, channels, chunk), dtype="float32", compression=compression)
+    samples = 0
+    for block in blocks:
+        data.resize(samples + block.shape[2], axis=2)
+        data[:, :, samples:] = block
+        samples += block.shape[2]
+    return samples
 
 
 def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
                 sample_rate: int = SAMPLE_RATE, mono: bool = False, chunk_seconds: float = SHARD_CHUNK_SECONDS,
                 silence_db: float = SILENCE_DB, slug: str | None = None) -> dict:
-    """Decode a track once and write its shard to ``out``; returns the attributes."""
+    """Decode a track and write its shard to ``out``; returns the attributes.
+    Stems are decoded as musdb decodes them (16-bit samples); at another rate
+    than the source's, or mono, the track is decoded a second time for the
+    shard's ``references`` (the module docstring says why)."""
     name = track_name(member)
     where = f"track '{name}'"
     channels = 1 if mono else 2
+    pcm16 = dataset.kind == "stems"
+
+    def whole_chunks(chunk: int) -> int:   # decoded blocks of whole chunks: each chunk written once
+        return chunk * max(1, (1 << 16) // chunk)
+
     chunk = max(1, int(round(chunk_seconds * sample_rate)))
     with tempfile.TemporaryDirectory(prefix="musicsep-shard-") as tmp:
         paths, checksum = _gather(dataset, member, Path(tmp), where)
@@ -166,8 +207,7 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
 
         def blocks():
             samples = 0
-            # blocks of whole chunks: each chunk is written once, never read back
-            for block in decode_blocks(inputs, resample, block_frames=chunk * max(1, (1 << 16) // chunk)):
+            for block in decode_blocks(inputs, resample, block_frames=whole_chunks(chunk), pcm16=pcm16):
                 if mono:
                     block = block.mean(axis=2, keepdims=True)
                 flat = block.reshape(len(block), -1)
@@ -197,15 +237,21 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
                 "rms_db": rms_db.round(2), "silent": silent, "musicsep_version": __version__,
             }
 
+        references, reference_chunk = None, max(1, int(round(chunk_seconds * source_rate)))
+        if resample or mono:
+            references = (block[:, SOURCE_SLICE].transpose(1, 2, 0) for block in decode_blocks(
+                inputs, block_frames=whole_chunks(reference_chunk), pcm16=pcm16))
         try:
-            attrs = write_layout(out, blocks(), attributes, channels=channels, chunk=chunk)
+            attrs = write_layout(out, blocks(), attributes, channels=channels, chunk=chunk,
+                                 references=references, reference_chunk=reference_chunk)
         except AudioError as err:
             raise MusicsepError(f"{dataset.describe(member)}: {where}: {err}") from None
     samples, rms_db = attrs["samples"], attrs["rms_db"]
     for source in attrs["silent"]:
         log.warning("%s: source '%s' is silent (RMS %.1f dBFS)", name, source,
                     rms_db[STREAMS.index(source)])
-    log.info("%s: %.1f s, %d Hz, %d channel(s) -> %s", name, samples / sample_rate, sample_rate, channels, out)
+    log.info("%s: %.1f s, %d Hz, %d channel(s)%s -> %s", name, samples / sample_rate, sample_rate, channels,
+             f", references at {source_rate} Hz in stereo" if references is not None else "", out)
     return attrs
 
 
@@ -213,10 +259,12 @@ class Shard:
     """A shard opened for reading, checked once: ``with Shard(path) as shard``.
 
     Anything that is not a shard (a missing or unreadable file, HDF5 without
-    ``audio`` of :data:`STREAMS` rows or without a sample rate) is a
-    MusicsepError naming the file. ``audio`` is the h5py dataset
-    ``(streams, channels, samples)``, read in pieces by :meth:`mixture` and
-    :meth:`sources`."""
+    ``audio`` of :data:`STREAMS` rows or without a sample rate, ``references``
+    that are not the four sources) and a shard of another format
+    version than :data:`SHARD_FORMAT` are a MusicsepError naming the file.
+    ``audio`` is the h5py dataset ``(streams, channels, samples)``, read in
+    pieces by :meth:`mixture` and :meth:`sources`; :meth:`references` are what
+    evaluation scores against."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -224,14 +272,36 @@ class Shard:
             self.h5 = h5py.File(self.path, "r")
         except OSError as err:
             raise MusicsepError(f"{path}: not a readable shard ({err})") from None
-        audio = self.h5.get("audio")
-        if not isinstance(audio, h5py.Dataset) or audio.ndim != 3 or audio.shape[0] != len(STREAMS) \
-                or "sample_rate" not in self.h5.attrs:
+        try:
+            self.audio, self._references = self._check()
+        except MusicsepError:
             self.h5.close()
-            raise MusicsepError(f"{path}: not a musicsep shard (no audio of {len(STREAMS)} streams "
-                                "and sample rate)")
-        self.audio = audio
+            raise
         self.attrs = {k: _plain(v) for k, v in self.h5.attrs.items()}
+
+    def _check(self) -> tuple[h5py.Dataset, h5py.Dataset | None]:
+        audio, refs, attrs = self.h5.get("audio"), self.h5.get("references"), self.h5.attrs
+        if not isinstance(audio, h5py.Dataset) or audio.ndim != 3 or audio.shape[0] != len(STREAMS) \
+                or "sample_rate" not in attrs:
+            raise MusicsepError(f"{self.path}: not a musicsep shard (no audio of {len(STREAMS)} streams "
+                                "and sample rate)")
+        version = attrs.get("format_version", 1)
+        if not isinstance(version, (int, np.integer)):
+            raise MusicsepError(f"{self.path}: not a musicsep shard (format version {version!r})")
+        if version < SHARD_FORMAT:
+            raise MusicsepError(
+                f"{self.path}: a shard of format {version}{' (none recorded)' if version == 1 else ''}, older "
+                f"than this musicsep's {SHARD_FORMAT}: its audio is decoded as float, not as musdb's 16-bit "
+                "decode, so its references differ from those museval and every published score use; delete "
+                "it and let Snakemake rebuild it (the shard rule reruns for a new format version)")
+        if version > SHARD_FORMAT:
+            raise MusicsepError(f"{self.path}: a shard of format {version}, newer than this musicsep reads "
+                                f"({SHARD_FORMAT}): update musicsep, or delete the shard to rebuild it")
+        if refs is not None and not (isinstance(refs, h5py.Dataset) and refs.ndim == 3
+                                     and refs.shape[0] == len(SOURCES) and "source_sample_rate" in attrs):
+            raise MusicsepError(f"{self.path}: not a musicsep shard (its references are not "
+                                f"{len(SOURCES)} sources with a source sample rate)")
+        return audio, refs
 
     def __enter__(self) -> "Shard":
         return self
@@ -270,7 +340,27 @@ class Shard:
 
     def sources(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """The sources ``(4, channels, samples)`` in :data:`SOURCES` order, samples ``[start, stop)``."""
-        return self.audio[SOURCE_ROWS[0]:SOURCE_ROWS[-1] + 1, :, start:stop]
+        return self.audio[SOURCE_SLICE, :, start:stop]
+
+    @property
+    def reference_rate(self) -> int:
+        """The rate of :meth:`references`: the source's when the shard holds
+        its own references, else the shard's."""
+        return int(self.attrs["source_sample_rate"]) if self._references is not None else self.sample_rate
+
+    @property
+    def reference_shape(self) -> tuple[int, int]:
+        """``(channels, samples)`` of each source in :meth:`references`."""
+        return tuple((self.audio if self._references is None else self._references).shape[1:])
+
+    def references(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """What evaluation scores against, as musdb decodes it: the sources
+        ``(4, channels, samples)`` at :attr:`reference_rate`, samples ``[start,
+        stop)``; the ``references`` dataset (source rate, stereo) when the
+        shard holds one, else :meth:`sources`."""
+        if self._references is None:
+            return self.sources(start, stop)
+        return self._references[:, :, start:stop]
 
 
 def _plain(value):
