@@ -32,7 +32,9 @@
    ratio's ceiling: the bare stack over the Separator's LSTM and head alone
    (the model's own work, with its context frames), and with the STFT, mel
    projections and inverse FFT added.
-2. Evaluation: our job ``musicsep.evaluate.track.evaluate_track`` (JSON written)
+2. Evaluation: our job ``musicsep.evaluate.track.evaluate_track`` with
+   ``engine="museval"`` (JSON written; the work our wrapper adds around
+   museval; ``benchmarks/bench_bsseval.py`` measures our own engine)
    against museval's own ``eval_mus_track`` (``output_dir`` given, so it writes
    the same JSON) on the same references and estimates of a stereo 44.1 kHz toy
    track (30 s: museval takes about 40 s per minute of audio), through a
@@ -437,7 +439,7 @@ def bench_evaluation(seconds: float, reps: int, seed: int) -> None:
         refs2 = {k: v[:short] for k, v in refs.items()}
         est2 = {k: v[:short] for k, v in estimates.items()}
         museval.eval_mus_track(track(refs2), est2, output_dir=str(tmp / "warm"))
-        evaluate_track(refs2, est2, RATE, name, tmp / "warm" / "ours.json")
+        evaluate_track(refs2, est2, RATE, name, tmp / "warm" / "ours.json", engine="museval")
 
         ours_json = tmp / "ours" / "test" / f"{name}.json"
         # both call museval.evaluate (a module global of museval, looked up at
@@ -463,7 +465,7 @@ def bench_evaluation(seconds: float, reps: int, seed: int) -> None:
         runs = {
             "museval.eval_mus_track": lambda: museval.eval_mus_track(track(refs), estimates,
                                                                      output_dir=str(tmp / "museval")),
-            "evaluate_track": lambda: evaluate_track(refs, estimates, RATE, name, ours_json),
+            "evaluate_track": lambda: evaluate_track(refs, estimates, RATE, name, ours_json, engine="museval"),
         }
         around: dict[str, list[float]] = {k: [] for k in runs}
         wrapped = {k: run(k, fn) for k, fn in runs.items()}

@@ -9,13 +9,17 @@ rule evaluate:
         f"{RESULTS}/scores/{{system}}/{{slug}}.json",
     params:
         estimates=lambda wc, input: os.path.dirname(input.estimates[0]),
+        engine=config["evaluation"]["engine"],
     conda:
         ENV
     log:
         f"{RESULTS}/logs/evaluate/{{system}}/{{slug}}.log",
+    # as many BLAS and FFT threads as the job's threads (1 unless a profile
+    # sets more): multithreaded BLAS was erratic on an oversubscribed node
     shell:
+        "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
         "python -m musicsep evaluate --shard {input.shard:q} --estimates {params.estimates:q} "
-        "--out {output:q} 2> {log:q}"
+        "--out {output:q} --engine {params.engine} --threads {threads} 2> {log:q}"
 
 
 rule aggregate:
@@ -25,10 +29,11 @@ rule aggregate:
     output:
         scores=f"{RESULTS}/scores.csv",
         summary=f"{RESULTS}/summary.md",
+        medians=f"{RESULTS}/medians.csv",
     conda:
         ENV
     log:
         f"{RESULTS}/logs/aggregate.log",
     shell:
         "python -m musicsep aggregate {input.scores:q} --tracks {input.tracks:q} "
-        "--out {output.scores:q} --summary {output.summary:q} 2> {log:q}"
+        "--out {output.scores:q} --summary {output.summary:q} --medians {output.medians:q} 2> {log:q}"

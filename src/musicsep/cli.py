@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from musicsep import HOP, LOG_EPS, N_FFT, ORACLES, SAMPLE_RATE, TARGETS, MusicsepError, __version__, data, report, toy
+from musicsep.evaluate import ENGINES
 from musicsep.io import setup_logging
 from musicsep.memory import reuse_freed_memory
 from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS
@@ -107,7 +108,8 @@ def _separate(args) -> None:
 def _evaluate(args) -> None:
     from musicsep.evaluate.track import evaluate_shard
 
-    evaluate_shard(args.shard, args.estimates, args.out, name=args.name, targets=args.targets)
+    evaluate_shard(args.shard, args.estimates, args.out, name=args.name, targets=args.targets,
+                   engine=args.engine, threads=args.threads, device=args.device)
 
 
 def _aggregate(args) -> None:
@@ -115,7 +117,7 @@ def _aggregate(args) -> None:
 
     names = track_names_from_table(args.tracks) if args.tracks else None
     aggregate(args.paths, args.out, summary_md=args.summary, system_from=args.system_from,
-              published=args.published, track_names=names)
+              published=args.published, track_names=names, medians_csv=args.medians)
     if args.summary:
         print(args.summary.read_text())
 
@@ -257,18 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", _evaluate, "BSS Eval v4 of one track's estimates (museval's JSON, as SiSEC 2018)")
     p.add_argument("--shard", type=Path, required=True, help="the track's shard (.h5): the references")
     p.add_argument("--estimates", type=Path, required=True,
-                   help="folder of {target}.wav estimates at the shard's sample rate")
+                   help="folder of {target}.wav estimates at the shard's sample rate and channels (brought to "
+                        "its references': the source rate, stereo) or at its references'")
     p.add_argument("--out", type=Path, required=True, help="museval JSON to write")
     p.add_argument("--name", default=None, help="track name (default: the shard's)")
     p.add_argument("--targets", nargs="+", default=None,
                    choices=TARGETS, metavar="TARGET",
                    help="targets to evaluate, each required (default: every {target}.wav present)")
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
+                   help="what computes BSS Eval v4: bsseval (ours, the default: museval's numbers, many times "
+                        "faster) or museval (the reference implementation)")
+    p.add_argument("--threads", type=int, default=1, help="threads of the bsseval engine (default 1)")
+    p.add_argument("--device", default=None,
+                   help="run the bsseval engine in torch float64 on this device (e.g. cuda; default: numpy)")
 
     p = command("aggregate", _aggregate, "gather museval JSON scores into a CSV (and a Markdown summary)")
     p.add_argument("paths", nargs="*", type=Path,
                    help="museval JSON files or folders of them (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="CSV of every frame score to write")
     p.add_argument("--summary", type=Path, default=None, help="Markdown summary to write (and print)")
+    p.add_argument("--medians", type=Path, default=None,
+                   help="CSV of the summary's medians at full precision (system, target, metric, median)")
     p.add_argument("--published", type=Path, nargs="+", default=[],
                    help="folders of published scores (e.g. SiSEC 2018 submissions/) put beside ours")
     p.add_argument("--tracks", type=Path, default=None,

@@ -4,6 +4,7 @@ in the published SiSEC 2018 form."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,9 @@ import simplejson
 from museval.aggregate import EvalStore, TrackStore, json2df
 
 from musicsep import MusicsepError
-from musicsep.evaluate.aggregate import COLUMNS, aggregate, load_scores, median_scores
+from musicsep.cli import main
+from musicsep.evaluate.aggregate import COLUMNS, MEDIAN_COLUMNS, aggregate, load_scores, median_scores
+from musicsep.evaluate.track import METRICS
 
 
 def write_scores(path, seed, targets=("vocals", "drums", "bass", "other", "accompaniment"), nframes=7,
@@ -122,6 +125,45 @@ def test_summary_with_published_and_irm1(score_tree):
     with pytest.raises(MusicsepError, match="TAK1"):
         aggregate([tmp / "sisec" / "submissions" / "TAK1"], tmp / "x.csv",
                   published=[tmp / "sisec" / "submissions"])
+
+
+def nanmedian(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return math.nan if np.isnan(values).all() else float(np.nanmedian(values))
+
+
+def test_medians_csv_is_the_summary_at_full_precision(score_tree):
+    tmp = score_tree
+    write_scores(tmp / "scores" / "mute" / "a_b.json", seed=50, all_nan=("vocals",))
+    assert main(["aggregate", str(tmp / "scores"), "--out", str(tmp / "scores.csv"),           # as the rule calls it
+                 "--summary", str(tmp / "summary.md"), "--medians", str(tmp / "medians.csv")]) == 0
+    with open(tmp / "medians.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == MEDIAN_COLUMNS
+    got = {(r["system"], r["target"], r["metric"]): float(r["median"]) for r in rows}    # float(): exact parse
+    # independently, from the JSON frames: NaN-skipping median over frames, then over tracks
+    per_track = {}
+    for path in sorted((tmp / "scores").rglob("*.json")):
+        for target in json.loads(path.read_text())["targets"]:
+            for metric in METRICS:
+                frames = [math.nan if f["metrics"][metric] is None else f["metrics"][metric] for f in target["frames"]]
+                per_track.setdefault((path.parent.name, target["name"], metric), []).append(nanmedian(frames))
+    expected = {key: nanmedian(values) for key, values in per_track.items()}
+    assert got.keys() == expected.keys()
+    keys = sorted(expected)
+    np.testing.assert_array_equal([got[k] for k in keys], [expected[k] for k in keys])    # exactly, NaN == NaN
+    assert not math.isnan(got[("oracle_irm1", "vocals", "SDR")])       # one track all NaN: left out
+    assert math.isnan(got[("mute", "vocals", "SDR")])                      # every track: NaN, written as NaN
+    assert any(v != round(v, 2) for v in got.values() if not math.isnan(v))   # more than the summary's digits
+    # the summary's cells are these numbers rounded
+    lines = (tmp / "summary.md").read_text().splitlines()
+    for metric in METRICS:
+        start = lines.index(f"## {metric}") + 2
+        targets = [c.strip() for c in lines[start].strip("|").split("|")][2:]
+        for line in lines[start + 2:lines.index("", start)]:
+            system, _, *cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells == [format(got[(system, t, metric)], ".2f") if not math.isnan(got[(system, t, metric)])
+                             else "–" for t in targets], (metric, system)
 
 
 def test_aggregate_errors(tmp_path):

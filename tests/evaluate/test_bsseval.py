@@ -64,7 +64,7 @@ def test_real_excerpt_leaky_estimates_silence_and_a_perfect_estimate(excerpt):
     estimates[:, 1:] += 0.2 * estimates[:, :-1]
     estimates[2, 44100:88200] = 0
     estimates[1] = excerpt[1]
-    theirs, ours = assert_like_museval(excerpt, estimates)
+    _, ours = assert_like_museval(excerpt, estimates)
     assert np.isnan(ours[0][:, 1]).all() and not np.isnan(ours[0][:, 0]).any()
     assert np.isinf(ours[0][1][~np.isnan(ours[0][1])]).all()
     assert (ours[1][1][~np.isnan(ours[1][1])] > 150).all()
@@ -83,7 +83,7 @@ def test_short_track_overlapping_frames_and_mono():
     rng = np.random.default_rng(3)
     refs = rng.standard_normal((3, 30000, 1))
     est = refs + 0.3 * rng.standard_normal(refs.shape)
-    theirs, ours = assert_like_museval(refs, est)                    # shorter than a window: one frame
+    _, ours = assert_like_museval(refs, est)                         # shorter than a window: one frame
     assert ours[0].shape == (3, 1)
     refs = rng.standard_normal((2, 9 * 4000 + 123))
     est = refs[::-1] * 0.3 + refs

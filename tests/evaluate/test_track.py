@@ -126,11 +126,22 @@ def test_json_is_museval_s_own(mixture_run):
     assert set(store.df["target"]) == set(TARGETS)
 
 
+@pytest.mark.parametrize("engine", ["bsseval", "museval"])
+@pytest.mark.parametrize("extra", [-5, 700])
+def test_estimates_of_another_length_are_cut_or_padded_as_museval_does(refs, tmp_path, caplog, engine, extra):
+    noise = np.random.default_rng(8)
+    estimates = {t: np.concatenate([a, np.ones((700, 1))])[:len(a) + extra] + 0.3 * noise.standard_normal((len(a) + extra, 1))
+                 for t, a in refs.items()}
+    with caplog.at_level(logging.WARNING, logger="musicsep"):
+        evaluate_track(refs, estimates, RATE, "t", tmp_path / "t.json", engine=engine)
+    what = "zero-padded" if extra < 0 else "cut"
+    assert f"estimate 'bass' has {32000 + extra} samples, its reference 32000: {what}" in caplog.text
+    museval.eval_mus_track(musdb_track("t", refs), estimates, output_dir=str(tmp_path / "museval"))
+    assert (tmp_path / "t.json").read_text() == (tmp_path / "museval" / "test" / "t.json").read_text()
+
+
 def test_wrong_estimates_are_refused(refs, tmp_path):
     out = tmp_path / "t.json"
-    short = {t: a[:-5] if t == "bass" else a for t, a in refs.items()}
-    with pytest.raises(MusicsepError, match=r"track 't' .*estimate 'bass' has 31995 samples, its reference 32000"):
-        evaluate_track(refs, short, RATE, "t", out)
     stereo = {t: np.repeat(a, 2, axis=1) if t == "other" else a for t, a in refs.items()}
     with pytest.raises(MusicsepError, match="estimate 'other' has 2 channel.*its reference 1"):
         evaluate_track(refs, stereo, RATE, "t", out)
@@ -148,6 +159,14 @@ def test_wrong_estimates_are_refused(refs, tmp_path):
         evaluate_track(refs, {"piano": refs["drums"], "bass": refs["bass"]}, RATE, "t", out)
     with pytest.raises(MusicsepError, match="at least two"):
         evaluate_track(refs, {"vocals": refs["vocals"]}, RATE, "t", out)
+    with pytest.raises(MusicsepError, match="unknown evaluation engine 'fast'"):
+        evaluate_track(refs, refs, RATE, "t", out, engine="fast")
+    # silent over the whole track: refused, as museval refuses it
+    silent = {**refs, "bass": np.zeros_like(refs["bass"])}
+    with pytest.raises(MusicsepError, match="track 't' .*estimate 'bass' is silent over the whole track"):
+        evaluate_track(refs, silent, RATE, "t", out)
+    with pytest.raises(MusicsepError, match="reference 'bass' is silent over the whole track"):
+        evaluate_track(silent, refs, RATE, "t", out)
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -166,15 +185,15 @@ def test_silent_reference_gives_nan_frames(tmp_path, caplog):
     assert np.isnan(scores["vocals"]["SDR"][0]) and np.isfinite(scores["vocals"]["SDR"][1:]).all()
     assert result["scores"]["vocals"]["SDR"] == pytest.approx(np.median(scores["vocals"]["SDR"][1:]))
 
-    # silent over the whole track: museval raises; we apply its window rule
-    sources["vocals"][:] = 0
+    # vocals with sound only in the unscored tail after the last whole window:
+    # not silent over the whole track (which is refused), yet every frame NaN
+    tail = np.random.default_rng(5)
+    sources = {s: np.concatenate([a, tail.standard_normal((100, 1))]) for s, a in sources.items()}
+    sources["vocals"][: SECONDS * RATE] = 0
     refs = with_accompaniment(sources)
-    estimates["accompaniment"] = refs["accompaniment"] + 0.1
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="musicsep"):
-        result = evaluate_track(refs, estimates, RATE, "instrumental", tmp_path / "exp" / "b.json")
+    estimates = {t: refs[t] + 0.1 for t in ("vocals", "accompaniment")}
+    result = evaluate_track(refs, estimates, RATE, "nearly instrumental", tmp_path / "exp" / "b.json")
     assert result["nan_frames"] == {"vocals": SECONDS, "accompaniment": SECONDS}
-    assert "silent over the whole track" in caplog.text
     EvalStore().add_track(json2df(simplejson.loads((tmp_path / "exp" / "b.json").read_text(), allow_nan=True), "b"))
 
     table = aggregate([tmp_path / "exp"], tmp_path / "scores.csv", tmp_path / "summary.md")
@@ -232,12 +251,13 @@ def test_cli_evaluate_wrong_rate_is_one_error_line(tmp_path, make_shard):
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"error: {est}/vocals.wav: sample rate 16000 Hz, the references' 8000 Hz"
     assert not (tmp_path / "t.json").exists()
-    # a wrong length names the file, the target and both lengths
+    # another length is padded, as museval pads it, with a warning naming the file and both lengths
     soundfile.write(est / "vocals.wav", np.ones((2 * RATE - 3, 1)), RATE)
     soundfile.write(est / "accompaniment.wav", np.ones((2 * RATE, 1)), RATE)
     proc = run("evaluate", "--shard", str(tmp_path / "track.h5"), "--estimates", str(est),
                "--out", str(tmp_path / "t.json"))
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 0, proc.stderr
+    assert f"estimate 'vocals' ({est}/vocals.wav) has 15997 samples, its reference 16000: zero-padded" in proc.stderr
     assert f"estimate 'vocals' ({est}/vocals.wav) has 15997 samples, its reference 16000" in proc.stderr
 
 

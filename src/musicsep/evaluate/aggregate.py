@@ -5,7 +5,8 @@ submissions, ``submissions/<method>/test/<track>.json``) into one tidy table
 (:data:`COLUMNS`: system, track, target, metric, frame, score), writes it as
 CSV and reports the median over frames then over tracks per system, target
 and metric, exactly as museval's ``EvalStore.agg_frames_tracks_scores()``
-does.
+does: as a Markdown summary (2 decimals) and, at full precision, as a CSV of
+:data:`MEDIAN_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from musicsep.io import atomic_path
 log = logging.getLogger(__name__)
 
 COLUMNS: list[str] = ["system", "track", "target", "metric", "frame", "score"]
+MEDIAN_COLUMNS: list[str] = ["system", "target", "metric", "median"]
 
 
 SUBSET_DIRS = frozenset({"test", "train", "valid"})
@@ -222,11 +224,14 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
               summary_md: str | os.PathLike | None = None,
               system_from: str | Callable[[Path], str] = "parent",
               published: Sequence[str | os.PathLike] = (),
-              track_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+              track_names: Mapping[str, str] | None = None,
+              medians_csv: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read the museval JSON files in ``paths`` (and in ``published``
     folders, e.g. the SiSEC 2018 submissions, put beside ours as more
     systems), write every frame score to ``out_csv`` (:data:`COLUMNS`)
-    and, if asked, the Markdown summary to ``summary_md``. Returns the tidy
+    and, if asked, the Markdown summary to ``summary_md`` and the medians it
+    rounds to ``medians_csv`` (:data:`MEDIAN_COLUMNS`; floats in their
+    shortest round-trip form, NaN where every frame was NaN). Returns the tidy
     table; :func:`median_scores` of it is what the field reports.
     ``track_names`` maps file stems to track names (see :func:`load_scores`;
     :func:`track_names_from_table` reads them from tracks.tsv)."""
@@ -241,8 +246,12 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
     table = pd.concat([t for t in (ours, theirs) if t is not None], ignore_index=True)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, na_rep="NaN")
-    medians = median_scores(table).unstack("metric")
-    for (name, target), row in medians.iterrows():
+    medians = median_scores(table)
+    if medians_csv is not None:
+        rows = medians.rename("median").reset_index()[MEDIAN_COLUMNS]
+        with atomic_path(medians_csv) as tmp:
+            rows.to_csv(tmp, index=False, na_rep="NaN", float_format=float.__repr__)
+    for (name, target), row in medians.unstack("metric").iterrows():
         log.info("%s %s: SDR %s", name, target, _fmt(row.get("SDR", math.nan)))
     if summary_md is not None:
         text = summary_markdown(table, published=set(theirs["system"]) if theirs is not None else ())

@@ -36,7 +36,6 @@ the speed; figures in ``benchmarks/RESULTS.md``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +89,15 @@ def _inputs(references, estimates) -> tuple[np.ndarray, np.ndarray]:
     return references, pad_or_truncate(references, estimates)
 
 
+def _channel_sum(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=2)`` summed in museval's order, without numpy's slow
+    reduction over a short last axis."""
+    out = x[:, :, 0].copy()
+    for c in range(1, x.shape[2]):
+        out += x[:, :, c]
+    return out
+
+
 def silent_frames(references: np.ndarray, estimates: np.ndarray, wins: list[slice]) -> np.ndarray:
     """Per frame of ``wins``, whether museval leaves it NaN for every source:
     some reference or estimate has a zero channel sum at every sample of it.
@@ -100,7 +108,7 @@ def silent_frames(references: np.ndarray, estimates: np.ndarray, wins: list[slic
     for kind, x in (("reference", references), ("estimate", estimates)):
         # non-zero samples before each index, per source
         count = np.zeros((x.shape[0], x.shape[1] + 1), dtype=np.int64)
-        np.cumsum(np.sum(x, axis=2) != 0, axis=1, out=count[:, 1:])
+        np.cumsum(_channel_sum(x) != 0, axis=1, out=count[:, 1:])
         if (count[:, -1] == 0).any():
             raise SilentSource(kind, int(np.argmax(count[:, -1] == 0)))
         silent |= (count[:, stops] == count[:, starts]).any(axis=0)
@@ -131,8 +139,8 @@ def sdr(references, estimates, window: int = 44100, hop: int = 44100) -> np.ndar
 
 @dataclass
 class _Numpy:
-    """The array operations the algorithm needs, on numpy/scipy; ``threads``
-    FFT workers and as many batches in flight."""
+    """The array operations the algorithm needs, on numpy/scipy, with
+    ``threads`` batches in flight (numpy and scipy release the GIL)."""
     threads: int = 1
 
     def asarray(self, x):
@@ -142,14 +150,26 @@ class _Numpy:
         return x
 
     def rfft(self, x, n):
+        """One worker: the batches are the threads' work (:meth:`map`)."""
         import scipy.fft
-        return scipy.fft.rfft(x, n=n, axis=-1, workers=self.threads)
+        return scipy.fft.rfft(x, n=n, axis=-1)
 
     def irfft(self, x, n):
         import scipy.fft
         return scipy.fft.irfft(x, n=n, axis=-1, workers=self.threads)
 
     einsum = staticmethod(np.einsum)
+
+    def cross(self, heads, tails):
+        """``sum_b conj(heads[b, i]) * tails[b, j]`` ``[i, j, f]`` (numpy's
+        einsum is several times slower at it than these products)."""
+        np.conjugate(heads, out=heads)
+        out = np.zeros((heads.shape[1],) + tails.shape[1:], dtype=np.complex128)
+        product = np.empty(tails.shape[1:], dtype=np.complex128)
+        for b in range(len(heads)):
+            for i in range(heads.shape[1]):
+                out[i] += np.multiply(heads[b, i], tails[b], out=product)
+        return out
 
     def energy(self, X, w):
         """``sum_f w_f |X[..., f]|^2`` over the last two axes."""
@@ -202,6 +222,9 @@ class _Torch:
     def einsum(self, spec, *xs):
         return self.torch.einsum(spec, *xs)
 
+    def cross(self, heads, tails):
+        return self.torch.einsum("bif,bjf->ijf", heads.conj(), tails)
+
     def energy(self, X, w):
         return self.torch.einsum("...cf,f->...", X.real ** 2 + X.imag ** 2, w)
 
@@ -248,7 +271,43 @@ def _fast_len(n: int) -> int:
     return scipy.fft.next_fast_len(n, real=True)
 
 
-def _gram(rr: np.ndarray) -> np.ndarray:
+def _correlations(references: np.ndarray, estimates: np.ndarray | None, block: int, L: int, xp,
+                  batch: int) -> np.ndarray:
+    """``corr[i, j, d] = sum_n x_i[n] s_j[n - d]`` for ``d`` in ``0..L-1``, ``x``
+    the reference channels then the estimate channels (if given), ``s`` the
+    reference channels: each block's spectrum times the spectrum of the
+    reference block extended by the ``L - 1`` samples before it, summed over
+    blocks, then one inverse FFT."""
+    K, length = references.shape[0] * references.shape[2], references.shape[1]
+    signals = [references] + ([estimates] if estimates is not None else [])
+    n_fft = _fast_len(block + L - 1)
+    starts = list(range(0, length, block))
+
+    def cross_spectra(part):
+        heads = np.zeros((len(part), K * len(signals), n_fft))
+        for k, x in enumerate(signals):
+            _blocks(x, part, block, n_fft, out=heads[:, k * K:(k + 1) * K])
+        heads = xp.rfft(xp.asarray(heads), n_fft)
+        tails = xp.rfft(xp.asarray(_blocks(references, part, block, n_fft, before=L - 1)), n_fft)
+        return xp.cross(heads, tails)
+
+    spectra = sum(xp.map(cross_spectra, [starts[i:i + batch] for i in range(0, len(starts), batch)]))
+    return xp.numpy(xp.irfft(spectra, n_fft)[..., :L])[..., ::-1]
+
+
+def gram(references, window: int = 44100, filters_len: int = FILTERS_LEN) -> np.ndarray:
+    """The Gram matrix of the references' delayed channels that BSS Eval v4
+    solves with (without museval's ``eps`` regulariser), for diagnostics:
+    its condition number says how far the filters, and so ISR/SIR/SAR, can
+    be trusted to the last digits."""
+    references = np.asarray(references, dtype=np.float64)
+    if references.ndim == 2:
+        references = references[..., None]
+    corr = _correlations(references, None, min(window, references.shape[1]), filters_len, _Numpy(), 8)
+    return _toeplitz_blocks(corr)
+
+
+def _toeplitz_blocks(rr: np.ndarray) -> np.ndarray:
     """The Gram matrix of the delayed references, ``(K*L, K*L)``, from
     ``rr[i, j, d] = sum_n s_i[n] s_j[n - d]``: entry ``((i, a), (j, b))`` is
     ``<s_i delayed a, s_j delayed b>``, ``rr[j, i, a - b]`` for ``a >= b`` and
@@ -280,25 +339,11 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
     wins = frames(window, hop, length)
     silent = silent_frames(references, estimates, wins)
 
-    # 1. cross-correlations at lags -(L-1)..0 of every (reference or estimate
-    #    channel, reference channel) pair, summed over blocks
-    block = min(window, length)
-    n_fft = _fast_len(block + L - 1)
-    starts = list(range(0, length, block))
-
-    def cross_spectra(part):
-        heads = np.zeros((len(part), 2 * K, n_fft))
-        _blocks(references, part, block, n_fft, out=heads[:, :K])
-        _blocks(estimates, part, block, n_fft, out=heads[:, K:])
-        heads = xp.rfft(xp.asarray(heads), n_fft)
-        tails = xp.rfft(xp.asarray(_blocks(references, part, block, n_fft, before=L - 1)), n_fft)
-        return xp.einsum("bif,bjf->ijf", heads.conj(), tails)
-
-    spectra = sum(xp.map(cross_spectra, [starts[i:i + batch] for i in range(0, len(starts), batch)]))
-    corr = xp.numpy(xp.irfft(spectra, n_fft)[..., :L])[..., ::-1]   # [i, j, d] = sum_n x_i[n] s_j[n - d]
+    # 1. cross-correlations of every (reference or estimate channel, reference channel) pair
+    corr = _correlations(references, estimates, min(window, length), L, xp, batch)
 
     # 2. the filters, from museval's regularised Gram matrix G + eps I
-    A = _gram(corr[:K])
+    A = _toeplitz_blocks(corr[:K])
     A.flat[::K * L + 1] += _EPS
     D = np.ascontiguousarray(corr[K:].transpose(1, 2, 0).reshape(K * L, K))   # <s_j delayed b, estimate channel>
     C = xp.numpy(xp.solve(xp.asarray(A), xp.asarray(D))).reshape(K, L, nsrc, nchan)

@@ -1,16 +1,20 @@
-"""BSS Eval v4 scores of one track (museval, as SiSEC 2018 computed them).
+"""BSS Eval v4 scores of one track, as museval's ``eval_mus_track`` computes them.
 
-``evaluate_track`` is museval's ``eval_mus_track`` without the musdb track
-object: the same grouping of targets (the four sources evaluated together;
-vocals and accompaniment evaluated as their own pair when both are
-estimated), the same calls (``museval.evaluate`` with 1 s windows and hops,
-``TrackStore``), the same JSON. What it adds is refusal of what museval would
-silently pad, truncate or crash on, and a report of silent frames.
+``evaluate_track`` is ``eval_mus_track`` without the musdb track object: the
+same grouping of targets (the four sources evaluated together; vocals and
+accompaniment evaluated as their own pair when both are estimated), 1 s
+windows and hops, the same JSON (museval's ``TrackStore``). The metrics come
+from an engine: ``bsseval`` (default, :mod:`musicsep.evaluate.bsseval`: the
+same numbers, many times faster) or ``museval`` (``museval.evaluate``, the
+reference implementation itself). What this module adds is refusal of what
+museval would crash on with a cryptic message, and a report of silent
+frames.
 
 Arrays are ``(samples, channels)``, as museval and musdb use them (not the
-``(channels, samples)`` of the shards). musdb hands museval float64 audio;
-the arrays are passed to museval as they are given, so give float64 to
-reproduce published scores to the last digit (the CLI does).
+``(channels, samples)`` of the shards), and float64, as musdb hands them to
+museval. Estimates longer or shorter than their reference are cut or
+zero-padded at the end, as museval's ``evaluate`` does (with a warning); the
+tail after the last whole window is not scored, as in museval.
 
 Silent frames. museval scores a window only when every reference and every
 estimate of its evaluation group has a non-zero sample in it; otherwise all
@@ -18,12 +22,11 @@ four metrics of every target of the group are NaN for that window (a silent
 vocals window thus also blanks drums, bass and other in that window). Those
 NaN frames are written to the JSON (as museval and the published SiSEC 2018
 files do) and are ignored when aggregating: the median over frames is
-pandas' NaN-skipping median, as in museval's ``EvalStore``. museval itself
-raises ``ValueError`` when a reference or an estimate is zero over the
-*whole* track; here that case follows the same window rule (every window of
-the group is NaN) with a warning, so an instrumental track does not stop an
-evaluation. Also museval's: a frame whose estimate equals its reference
-exactly has SDR +inf, which ``TrackStore`` stores as NaN (warned as well).
+pandas' NaN-skipping median, as in museval's ``EvalStore``. A reference or
+estimate that is zero over the *whole* track is refused, as museval refuses
+it (its distortion filters would be undetermined). Also museval's: a frame
+whose estimate equals its reference exactly has SDR +inf, which
+``TrackStore`` stores as NaN (warned as well).
 
 Aggregation over tracks and systems is :mod:`musicsep.evaluate.aggregate`'s.
 """
@@ -40,6 +43,7 @@ import numpy as np
 
 from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
 from musicsep.data.shard import Shard
+from musicsep.evaluate import ENGINES, bsseval
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,10 @@ def _zero_samples(audio: np.ndarray) -> np.ndarray:
 
 
 def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
-           targets: Sequence[str] | None, where: str, files: Mapping[str, str | os.PathLike]) -> list[str]:
+           targets: Sequence[str] | None, where: str, files: Mapping[str, str | os.PathLike]
+           ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The targets to score, in :data:`TARGETS` order, and their estimates
+    fitted to the references' length as museval fits them."""
     def est(target):
         return f"estimate '{target}'" + (f" ({files[target]})" if target in files else "")
 
@@ -98,6 +105,11 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
             shape, first = ref.shape, target
         elif ref.shape != shape:
             raise MusicsepError(f"{where}: references differ in shape: '{first}' {shape}, '{target}' {ref.shape}")
+        if not _zero_samples(ref).all():
+            continue
+        raise MusicsepError(f"{where}: reference '{target}' is silent over the whole track: BSS Eval cannot "
+                            "score it (museval refuses it too: its distortion filters are undetermined)")
+    fitted = {}
     for target in targets:
         e = np.asarray(estimates[target])
         if e.ndim != 2:
@@ -106,29 +118,37 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
         if e.shape == shape[::-1] and e.shape != shape:
             raise MusicsepError(f"{where}: {est(target)} has shape {e.shape}, the reference {shape}: "
                                 f"estimates are (samples, channels), not (channels, samples)")
-        if e.shape[0] != shape[0]:
-            raise MusicsepError(f"{where}: {est(target)} has {e.shape[0]} samples, its reference "
-                                f"{shape[0]}: lengths must match exactly (museval would pad or truncate)")
         if e.shape[1] != shape[1]:
             raise MusicsepError(f"{where}: {est(target)} has {e.shape[1]} channel(s), its reference {shape[1]}")
         if not np.isfinite(e).all():
             raise MusicsepError(f"{where}: {est(target)} contains NaN or Inf")
-    return targets
+        if e.shape[0] != shape[0]:
+            log.warning("%s: %s has %d samples, its reference %d: %s at the end, as museval does", where,
+                        est(target), e.shape[0], shape[0], "cut" if e.shape[0] > shape[0] else "zero-padded")
+            e = bsseval.pad_or_truncate(references[target][None], e[None])[0]
+        if _zero_samples(e).all():
+            raise MusicsepError(f"{where}: {est(target)} is silent over the whole track: BSS Eval cannot "
+                                "score it (museval refuses it too: its distortion filters are undetermined)")
+        fitted[target] = e
+    return targets, fitted
 
 
 def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
                    rate: int, track_name: str, out_json: str | os.PathLike,
                    win: float = 1.0, hop: float = 1.0, *, targets: Sequence[str] | None = None,
-                   estimate_files: Mapping[str, str | os.PathLike] | None = None) -> dict:
+                   estimate_files: Mapping[str, str | os.PathLike] | None = None,
+                   engine: str = "bsseval", threads: int = 1, device: str | None = None) -> dict:
     """Score a track's estimates with BSS Eval v4 as museval's
     ``eval_mus_track`` does and write museval's JSON to ``out_json``.
 
     ``references`` and ``estimates`` map target names (vocals, drums, bass,
     other, accompaniment) to arrays of shape ``(samples, channels)``;
     ``targets`` (default: every estimated one) are evaluated, each needing a
-    reference. Lengths and channel counts must match the references exactly.
+    reference. Channel counts must match the references'.
     ``win`` and ``hop`` are in seconds (SiSEC 2018: 1 and 1).
     ``estimate_files`` names the file of each estimate in error messages.
+    ``engine``: ``bsseval`` (ours, ``threads`` threads, or torch on
+    ``device``) or ``museval``.
 
     Returns ``track``, ``json``, ``targets`` (in the JSON's order),
     ``frames`` (windows per target), ``scores`` ({target: {metric: median
@@ -136,13 +156,13 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     ``silent`` ({reference or estimate label: silent windows}) and
     ``warnings`` (the messages also logged).
     """
-    import museval
     from museval.aggregate import TrackStore
-    from museval.metrics import Framing
 
+    if engine not in ENGINES:
+        raise MusicsepError(f"unknown evaluation engine '{engine}'; expected one of {', '.join(ENGINES)}")
     out_json = Path(out_json)
     where = f"track '{track_name}' ({out_json})"
-    targets = _check(references, estimates, targets, where, estimate_files or {})
+    targets, estimates = _check(references, estimates, targets, where, estimate_files or {})
 
     # museval's eval_mus_track: vocals + accompaniment are their own scenario;
     # the other targets (vocals included) are evaluated together.
@@ -151,52 +171,43 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     rest = [t for t in targets if t != "accompaniment"] if has_acc else list(targets)
     if len(rest) >= 2:
         groups.append((rest, [t for t in rest if not (has_acc and t == "vocals")]))
-    elif not has_acc:  # unreachable after _check; kept to mirror museval
-        raise MusicsepError(f"{where}: BSS Eval needs at least two estimated targets")
     if has_acc:
         groups.append((["vocals", "accompaniment"], ["vocals", "accompaniment"]))
 
     window, step = int(win * rate), int(hop * rate)
     nsampl = references[targets[0]].shape[0]
-    nwin = Framing(window, step, nsampl).nwin
+    wins = bsseval.frames(window, step, nsampl)
     data = TrackStore(win=win, hop=hop, track_name=track_name)
     silent: dict[str, list] = {}
-    wholly: list[str] = []
     perfect: list[str] = []
     for members, kept in groups:
-        refs = [references[t] for t in members]
-        ests = [estimates[t] for t in members]
-        # which windows museval will leave NaN, and why (for the report only)
-        whole = []
-        for kind, target, audio in ([("reference", t, a) for t, a in zip(members, refs)]
-                                    + [("estimate", t, a) for t, a in zip(members, ests)]):
-            zero = _zero_samples(audio)
-            if zero.all():
-                whole.append(f"{kind} '{target}'")
-            count = int(sum(zero[w].all() for w in Framing(window, step, nsampl)))
-            if count:
-                entry = silent.setdefault(f"{kind} '{target}'", [count, []])
-                entry[1] += [t for t in members if t != target and t not in entry[1]]
-        if whole:
-            # museval.metrics.validate raises here; apply its window rule instead
-            wholly.append(f"{', '.join(whole)} silent over the whole track: every frame of "
-                          f"{', '.join(members)} is NaN (museval itself would raise ValueError)")
-            nan = np.full((len(members), nwin), np.nan)
-            SDR = ISR = SIR = SAR = nan
+        refs = np.stack([references[t] for t in members]).astype(np.float64, copy=False)
+        ests = np.stack([estimates[t] for t in members]).astype(np.float64, copy=False)
+        # which windows will be NaN, and why (for the report only)
+        for kind, group in (("reference", refs), ("estimate", ests)):
+            for target, audio in zip(members, group):
+                zero = _zero_samples(audio)
+                count = int(sum(zero[w].all() for w in wins))
+                if count:
+                    entry = silent.setdefault(f"{kind} '{target}'", [count, []])
+                    entry[1] += [t for t in members if t != target and t not in entry[1]]
+        if engine == "museval":
+            import museval
+            SDR, ISR, SIR, SAR = museval.evaluate(list(refs), list(ests), win=window, hop=step)
         else:
-            SDR, ISR, SIR, SAR = museval.evaluate(refs, ests, win=window, hop=step)
+            SDR, ISR, SIR, SAR = bsseval.bss_eval(refs, ests, window, step, threads=threads, device=device)
         for i, target in enumerate(members):
-            if target in kept and np.isinf(SDR[i]).any():
+            if target not in kept:
+                continue
+            if np.isinf(SDR[i]).any():
                 perfect.append(f"estimate '{target}' equals its reference in {int(np.isinf(SDR[i]).sum())} "
-                               f"of {nwin} frames: its SDR there is +inf, which museval stores as NaN")
-            if target in kept:
-                data.add_target(target_name=target, values={
-                    "SDR": SDR[i].tolist(), "SIR": SIR[i].tolist(),
-                    "ISR": ISR[i].tolist(), "SAR": SAR[i].tolist()})
-    warnings_ = [f"{track_name}: {key} is silent: museval's SDR is NaN for its frames ({count} of {nwin}, "
+                               f"of {len(wins)} frames: its SDR there is +inf, which museval stores as NaN")
+            data.add_target(target_name=target, values={
+                "SDR": SDR[i].tolist(), "SIR": SIR[i].tolist(), "ISR": ISR[i].tolist(), "SAR": SAR[i].tolist()})
+    warnings_ = [f"{track_name}: {key} is silent: museval's SDR is NaN for its frames ({count} of {len(wins)}, "
                  f"and the same frames of {', '.join(others)}, evaluated with it)"
                  for key, (count, others) in silent.items()]
-    warnings_ += [f"{track_name}: {msg}" for msg in wholly + perfect]
+    warnings_ += [f"{track_name}: {msg}" for msg in perfect]
     for msg in warnings_:
         log.warning("%s", msg)
     data.validate()
@@ -209,31 +220,62 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
         nan_frames[entry["name"]] = int(np.isnan(values["SDR"]).sum())
         scores[entry["name"]] = {m: (float(np.nanmedian(v)) if not np.isnan(v).all() else math.nan)
                                  for m, v in values.items()}
-    log.info("%s: %s -> %s", track_name,
+    log.info("%s: BSS Eval v4 by %s: %s -> %s", track_name,
+             engine if engine == "museval" else f"bsseval ({device or f'numpy, {threads} thread(s)'})",
              ", ".join(f"{t} SDR {s['SDR']:.2f}" for t, s in scores.items()), out_json)
     return {"track": track_name, "json": str(out_json), "targets": [e["name"] for e in data.scores["targets"]],
-            "frames": nwin, "scores": scores, "nan_frames": nan_frames,
+            "frames": len(wins), "scores": scores, "nan_frames": nan_frames,
             "silent": {key: count for key, (count, _) in silent.items()},
             "warnings": warnings_}
 
 
 def read_shard_references(shard: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, str]:
     """References of a shard as float64 ``(samples, channels)`` arrays (the
-    four sources and musdb's accompaniment), its rate and its track name."""
+    four sources and musdb's accompaniment), their rate and the track's name.
+    They are musdb's own (:meth:`musicsep.data.shard.Shard.references`: the
+    source rate, stereo, whatever the models' rate and channels), in float64
+    as musdb hands them to museval, the accompaniment summed as musdb sums it."""
     with Shard(shard) as sh:
-        sources, rate, name = sh.sources(), sh.sample_rate, sh.name
-    # musdb evaluates in float64
+        sources, rate, name = sh.references(), sh.reference_rate, sh.name
     refs = {s: audio.T.astype(np.float64) for s, audio in zip(SOURCES, sources)}
     refs["accompaniment"] = accompaniment(refs)
     return refs, rate, name
 
 
-def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] | None = None
-                   ) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
+def to_reference(audio: np.ndarray, rate: int, reference_rate: int,
+                 shape: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """An estimate ``(samples, channels)`` at ``rate`` brought to references of
+    ``shape`` ``(samples, channels)`` at ``reference_rate``: resampled with
+    soxr (high quality) when the rates differ, then cut or zero-padded to the
+    references' length when it differs by no more than resampling rounds (an
+    estimate of another length keeps it, for :func:`evaluate_track` to
+    report); a mono estimate is duplicated to every channel. Returns it and
+    what was done (empty when nothing was)."""
+    done = []
+    if rate != reference_rate:
+        import soxr
+
+        audio = soxr.resample(audio, rate, reference_rate, quality="HQ")
+        samples, rounding = shape[0], int(np.ceil(reference_rate / rate)) + 1
+        if abs(len(audio) - samples) <= rounding:
+            audio = np.pad(audio[:samples], ((0, max(0, samples - len(audio))), (0, 0)))
+        done.append(f"resampled from {rate} to {reference_rate} Hz (soxr)")
+    if audio.shape[1] == 1 < shape[1]:
+        audio = np.repeat(audio, shape[1], axis=1)
+        done.append(f"mono duplicated to {shape[1]} channels")
+    return audio, done
+
+
+def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] | None = None, *,
+                   shard: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
     """``{target}.wav`` estimates in ``folder`` (all of :data:`TARGETS` that
     exist, or exactly ``targets``), read as float32 and returned as float64
     ``(samples, channels)`` arrays, with their paths. Each must be at
-    ``rate``."""
+    ``rate``, or, with ``shard`` (whose references are at ``rate``), in the
+    format of the shard's audio, what its models separate: estimates at its
+    rate and with its channels, where these differ from its references', are
+    brought to the references (:func:`to_reference`), and what was done is
+    logged."""
     import soundfile
 
     folder = Path(folder)
@@ -243,7 +285,13 @@ def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] 
     bad = [t for t in wanted if t not in TARGETS]
     if bad:
         raise MusicsepError(f"unknown target(s) {', '.join(map(repr, bad))}; expected some of {', '.join(TARGETS)}")
-    estimates, files = {}, {}
+    model = shape = None
+    if shard is not None:
+        with Shard(shard) as sh:
+            channels, samples = sh.reference_shape
+            if (sh.sample_rate, sh.channels) != (rate, channels):
+                model, shape = (sh.sample_rate, sh.channels), (samples, channels)
+    estimates, files, converted = {}, {}, []
     for target in wanted:
         path = folder / f"{target}.wav"
         if not path.exists():
@@ -254,19 +302,31 @@ def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] 
             audio, file_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except (RuntimeError, soundfile.LibsndfileError) as err:
             raise MusicsepError(f"{path}: not a readable WAV file ({err})") from None
-        if file_rate != rate:
-            raise MusicsepError(f"{path}: sample rate {file_rate} Hz, the references' {rate} Hz")
-        estimates[target], files[target] = audio.astype(np.float64), path
+        audio = audio.astype(np.float64)
+        if model and (file_rate, audio.shape[1]) == model:
+            audio, done = to_reference(audio, file_rate, rate, shape)
+            converted.append(target)
+        elif file_rate != rate:
+            also = f" (or the shard's models' {model[0]} Hz)" if model and model[0] != rate else ""
+            raise MusicsepError(f"{path}: sample rate {file_rate} Hz, the references' {rate} Hz{also}")
+        estimates[target], files[target] = audio, path
     if not estimates:
         raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in TARGETS)})")
+    if converted:
+        log.info("%s: %s at the shard's %d Hz, %d channel(s), as its models separate: %s, as its references",
+                 folder, ", ".join(converted), *model, ", ".join(done))
     return estimates, files
 
 
 def evaluate_shard(shard: str | os.PathLike, estimates_dir: str | os.PathLike, out_json: str | os.PathLike,
-                   name: str | None = None, targets: Sequence[str] | None = None) -> dict:
+                   name: str | None = None, targets: Sequence[str] | None = None, *, engine: str = "bsseval",
+                   threads: int = 1, device: str | None = None) -> dict:
     """Evaluate the ``{target}.wav`` estimates in ``estimates_dir`` against a
-    shard's sources (see :func:`evaluate_track`)."""
+    shard's references (see :func:`evaluate_track`, which ``engine``,
+    ``threads`` and ``device`` are given to); estimates at the shard's
+    models' rate and channels are brought to the references'
+    (:func:`read_estimates`)."""
     refs, rate, shard_name = read_shard_references(shard)
-    estimates, files = read_estimates(estimates_dir, rate, targets)
-    return evaluate_track(refs, estimates, rate, name or shard_name, out_json,
-                          targets=targets, estimate_files=files)
+    estimates, files = read_estimates(estimates_dir, rate, targets, shard=shard)
+    return evaluate_track(refs, estimates, rate, name or shard_name, out_json, targets=targets,
+                          estimate_files=files, engine=engine, threads=threads, device=device)
