@@ -1,5 +1,6 @@
 """Training end to end on CPU: resume after SIGTERM, gloo processes against one
-process, NaN handling, and the self-describing model file."""
+process, NaN handling, the self-describing model file, and BSS Eval SDR
+validation (its epochs, its values, best.pt chosen by it, across a resume)."""
 
 import json
 import os
@@ -15,15 +16,17 @@ import pytest
 import torch
 from conftest import ROOT
 
-from musicsep import SOURCES, MusicsepError
+from musicsep import SOURCES, TARGETS, MusicsepError
 from musicsep.data.musdb import scan
 from musicsep.data.shard import Shard, write_shard
 from musicsep.data.tracks import tracks_from_shards
 from musicsep.models.checkpoint import load_model
+from musicsep.separate.separator import Separator
 from musicsep.spectral.features import compute_stats
 from musicsep.toy.musdb import make_toy_musdb
-from musicsep.train import STOPPED_EXIT
+from musicsep.train import STOPPED_EXIT, loop
 from musicsep.train.loop import train
+from musicsep.train.validation import track_sdr
 from musicsep.workflow.plan import experiment_specs, load_config
 
 
@@ -56,8 +59,8 @@ def split(data, name):
     return [str(s) for s, t in zip(data["shards"], data["tracks"]) if t.split == name]
 
 
-def run(data, tmp: Path, the_spec: dict, processes=None):
-    train(the_spec, split(data, "train"), split(data, "valid"), data["root"] / "stats.h5", tmp / "run",
+def run(data, tmp: Path, the_spec: dict, processes=None, valid=None):
+    train(the_spec, split(data, "train"), valid or split(data, "valid"), data["root"] / "stats.h5", tmp / "run",
           tmp / "model.pt", tmp / "metrics.jsonl", processes=processes)
     return torch.load(tmp / "run" / "latest.pt", weights_only=True)
 
@@ -125,17 +128,22 @@ def test_sigterm_then_resume_gives_the_same_weights(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one(data, tmp_path):
-    the_spec = spec(epochs=2)
+def test_two_gloo_processes_match_one(data, audible, tmp_path):
+    the_spec = spec(epochs=2, sdr_every=1)
     the_spec["model_args"]["dropout"] = 0.0          # dropout masks differ between ranks
-    one = run(data, tmp_path / "one", the_spec)
+    valid = audible + split(data, "valid")           # SDR: a track per rank (the toy's with silent seconds)
+    one = run(data, tmp_path / "one", the_spec, valid=valid)
     before = {key: os.environ.get(key) for key in ("MASTER_ADDR", "MASTER_PORT")}
-    two = run(data, tmp_path / "two", the_spec, processes=2)
+    two = run(data, tmp_path / "two", the_spec, processes=2, valid=valid)
     # the rendezvous was for the spawned processes: jobs started later (srun's tasks) refuse a MASTER_ADDR
     assert {key: os.environ.get(key) for key in before} == before
     assert two["state"]["step"] == one["state"]["step"]
     for key, value in one["weights"].items():
         torch.testing.assert_close(two["weights"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    for a, b in zip(metrics_of(tmp_path / "one"), metrics_of(tmp_path / "two")):
+        scores = {k: v for k, v in a.items() if k.startswith("sdr")}
+        assert len(scores) == 1 + len(TARGETS) and scores.keys() == {k for k in b if k.startswith("sdr")}
+        np.testing.assert_allclose([b[k] for k in scores], list(scores.values()), atol=1e-3)
 
 
 def test_nan_loss_stops_and_keeps_the_run(data, tmp_path, make_shard):
@@ -165,3 +173,74 @@ def test_changed_spec_moves_the_old_run_aside(data, tmp_path):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
     assert len(aside) == 1 and (aside[0] / "latest.pt").exists()
     assert json.loads((tmp_path / "run" / "spec.json").read_text())["training"]["lr"] == 1e-3
+
+
+def metrics_of(tmp: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def audible(data, make_shard) -> list[str]:
+    """The validation track with a little noise in every source: the toy's sources are silent
+    (digital zeros) in some seconds, frames that BSS Eval leaves NaN; here it scores every frame."""
+    with Shard(split(data, "valid")[0]) as shard:
+        sources, attrs = shard.sources(), shard.attrs
+    sources = sources + 1e-3 * np.random.default_rng(0).standard_normal(sources.shape, dtype=np.float32)
+    return [str(make_shard(data["root"] / "audible.h5", sources, sample_rate=attrs["sample_rate"],
+                           slug="audible", split="valid"))]
+
+
+def test_sdr_validation_at_its_epochs(data, audible, tmp_path):
+    """BSS Eval SDR of the whole validation track every sdr_every epochs, and only then;
+    the values are the model file's separation of it, scored again here."""
+    run(data, tmp_path, spec(epochs=3, sdr_every=2, select_by="sdr"), valid=audible)
+    metrics = metrics_of(tmp_path)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]
+    assert [sorted(k for k in m if k.startswith("sdr")) for m in metrics] == \
+        [[], ["sdr"] + sorted(f"sdr/{t}" for t in TARGETS), []]
+    scores = metrics[1]
+    assert scores["sdr"] == pytest.approx(np.mean([scores[f"sdr/{s}"] for s in SOURCES]))
+    assert "valid_loss" in scores                                         # the same record as the validation
+    model, state = load_model(tmp_path / "model.pt")                     # best.pt: the one epoch with SDR
+    assert state["epoch"] == 2 and state["valid_loss"] == scores["valid_loss"]
+    expected = track_sdr(audible[0], Separator(model))                   # one track: its medians are the medians
+    np.testing.assert_allclose([scores[f"sdr/{t}"] for t in TARGETS], expected, rtol=1e-9)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"valid/sdr", "valid/sdr/vocals"} <= set(events.Tags()["scalars"])
+
+
+def test_track_sdr_scores_the_separation_in_groups(audible):
+    """Estimates at half the true sources: every target's SDR is 20 log10(2) in every frame;
+    a source silent over the whole track blanks its groups (museval refuses to score them)."""
+    with Shard(audible[0]) as shard:
+        sources = dict(zip(SOURCES, shard.sources()))
+    sources["accompaniment"] = sources["drums"] + sources["bass"] + sources["other"]
+
+    class Half:
+        def separate(self, mixture):
+            return {t: 0.5 * sources[t] for t in TARGETS}
+
+    np.testing.assert_allclose(track_sdr(audible[0], Half()), 20 * np.log10(2), rtol=1e-6)
+    sources["bass"] = np.zeros_like(sources["bass"])                    # drums, bass, other blanked
+    scores = dict(zip(TARGETS, track_sdr(audible[0], Half())))
+    assert np.isnan([scores["drums"], scores["bass"], scores["other"]]).all()
+    np.testing.assert_allclose([scores["vocals"], scores["accompaniment"]], 20 * np.log10(2), rtol=1e-6)
+
+
+def test_select_by_sdr_keeps_the_best_epoch_across_a_resume(data, tmp_path, monkeypatch):
+    """best.pt is the epoch of the highest logged SDR, not of the lowest loss, and a
+    resumed run keeps the best SDR so far (a later, worse epoch does not replace it)."""
+    sequence = iter([2.0, 3.0, 1.0, 0.0])                # the best at epoch 2, then worse
+    monkeypatch.setattr(loop, "validate_sdr", lambda *args: {"sdr": next(sequence)})
+    run(data, tmp_path, spec(epochs=2, sdr_every=1, select_by="sdr"))
+    run(data, tmp_path, spec(epochs=4, sdr_every=1, select_by="sdr"))    # more epochs: the run continues
+    metrics = metrics_of(tmp_path)
+    sdr, loss = [m["sdr"] for m in metrics], [m["valid_loss"] for m in metrics]
+    assert sdr == [2.0, 3.0, 1.0, 0.0]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["state"]
+    assert best["epoch"] == int(np.argmax(sdr)) + 1 != int(np.argmin(loss)) + 1
+    assert torch.load(tmp_path / "run" / "latest.pt", weights_only=True)["state"]["best_sdr"] == 3.0
+    assert load_model(tmp_path / "model.pt")[1]["epoch"] == 2

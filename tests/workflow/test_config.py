@@ -98,3 +98,26 @@ def test_bad_experiment_blocks_are_named(block, message):
 
     with pytest.raises(MusicsepError, match=message.replace(".", r"\.").replace("(", r"\(")):
         experiment_specs(validate({"experiments": block}, SCHEMA))
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"training": {"select_by": "sdr", "sdr_every": 0}},
+     "config key training.select_by: 'sdr' needs training.sdr_every > 0"),
+    ({"training": {"sdr_every": 2}, "experiments": {"x": {"model": "blstm_mask", "training": {
+        "select_by": "sdr", "sdr_every": 0}}}},
+     "config key experiments.x.training.select_by: 'sdr' needs experiments.x.training.sdr_every > 0"),
+    ({"training": {"select_by": "sdr"}, "experiments": {"x": {"model": "blstm_mask", "training": {
+        "sdr_every": 0}}}},
+     "config key training.select_by: 'sdr' needs experiments.x.training.sdr_every > 0"),
+    ({"training": {"select_by": "sdr_mean"}}, "training.select_by: 'sdr_mean' is not one of"),
+])
+def test_select_by_sdr_needs_sdr_every(config, message):
+    """Checked on each experiment's training block as it trains: the shared one under its own."""
+    with pytest.raises(MusicsepError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        validate(config, SCHEMA)
+
+
+def test_select_by_sdr_with_sdr_every():
+    assert validate({"training": {"select_by": "sdr", "sdr_every": 3}}, SCHEMA)["training"]["sdr_every"] == 3
+    validate({"training": {"select_by": "sdr", "sdr_every": 0}, "experiments": {"x": {
+        "model": "blstm_mask", "training": {"sdr_every": 1}}}}, SCHEMA)

@@ -93,7 +93,7 @@ def test_end_to_end_on_a_tiny_toy(tmp_path):
 
     config = ["dataset={toy: {train_tracks: 3, test_tracks: 1, duration: 3.0, seed: 5}}",
               "loader={samples_per_epoch: 8, excerpt_seconds: 1.0, valid_excerpts_per_track: 2}",
-              "training={epochs: 2, batch_size: 4, workers: 0}"]
+              "training={epochs: 2, batch_size: 4, workers: 0, sdr_every: 2}"]
     proc = snakemake(tmp_path, config=config)
     assert proc.returncode == 0, proc.stderr
     for exp, name in [("baseline", "blstm_mask"), ("centroids", "conditional_centroids"), ("dpcl", "deep_clustering")]:
@@ -114,6 +114,8 @@ def test_end_to_end_on_a_tiny_toy(tmp_path):
     assert set(scores["system"]) == set(systems)
     summary = (results / "summary.md").read_text()
     assert "| oracle_irm1 |" in summary and "fraction of oracle_irm1" in summary
+    medians = pd.read_csv(results / "medians.csv")
+    assert list(medians.columns) == ["system", "target", "metric", "median"] and set(medians["system"]) == set(systems)
     # a changed experiment block retrains that experiment only
     again = snakemake(tmp_path, "-n", config=config + ["experiments={dpcl: {model_args: {dim: 8}}}"])
     assert again.returncode == 0 and job_counts(again.stdout)["train"] == 1

@@ -6,7 +6,8 @@ up, and :func:`_loop` is the whole loop: model, optimiser, data, epochs,
 validation, checkpoints, and the model file at the end. An experiment is a
 *spec*, a plain dict built by the workflow from the config (``name``,
 ``model``, ``model_args``, ``loss``, ``training``, ``loader``, ``features``,
-``sample_rate``). The loss of a batch is :mod:`musicsep.train.objective`'s,
+``sample_rate``, and with SDR validation ``separation``: the evaluation's
+separation settings). The loss of a batch is :mod:`musicsep.train.objective`'s,
 checkpoints and model files are :mod:`musicsep.models.checkpoint`'s.
 
 - Devices: one process per visible GPU with DistributedDataParallel (NCCL);
@@ -18,7 +19,9 @@ checkpoints and model files are :mod:`musicsep.models.checkpoint`'s.
   function of the global sample index, so one process and N processes with the
   same global batch see the same excerpts.
 - Checkpoints: ``{run_dir}/latest.pt`` every epoch and every
-  ``checkpoint_minutes``, ``best.pt`` on validation loss; both hold the model's
+  ``checkpoint_minutes``, ``best.pt`` on ``select_by``: the lowest validation
+  loss, or the highest mean BSS Eval SDR of the validation tracks (computed
+  every ``sdr_every`` epochs); both hold the model's
   name, kwargs and weights, optimizer, scheduler, position, RNG states, the
   spec, version and git commit, and load with ``weights_only=True``. A rerun
   with the same spec resumes from ``latest.pt`` (also with more epochs: a
@@ -27,8 +30,10 @@ checkpoints and model files are :mod:`musicsep.models.checkpoint`'s.
   a retried job resumes.
 - A NaN or Inf loss stops the run with an error naming the epoch and step,
   keeping the run folder.
-- Logs: TensorBoard (scalars, audio examples, mask images), ``metrics.jsonl``,
-  a progress bar in a terminal and plain lines otherwise.
+- Logs: TensorBoard (scalars, audio examples, mask images), ``metrics.jsonl``
+  (one record per epoch: its validation, and ``sdr``, ``sdr/{target}`` at the
+  epochs that compute SDR), a progress bar in a terminal and plain lines
+  otherwise.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from musicsep.train import STOPPED_EXIT, Stopped
 from musicsep.train.distributed import STOP_SIGNALS, RankBatches, launch, loader_workers, setup_process
 from musicsep.train.objective import compute_loss, magnitudes
 from musicsep.train.runs import prepare_run_dir
-from musicsep.train.validation import log_media, validate
+from musicsep.train.validation import log_media, validate, validate_sdr
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +123,12 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     optimizer = make_optimizer(model, cfg["lr"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg["plateau_factor"],
                                                            patience=cfg["plateau_patience"])
-    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "bad_epochs": 0}
+    # best: the lowest validation loss (early stopping); best_sdr: the highest mean SDR; valid_loss: this epoch's
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_sdr": -math.inf, "bad_epochs": 0,
+             "valid_loss": math.inf}
     latest = run_dir / "latest.pt"
     if latest.exists():
-        state = resume(load_checkpoint(latest, device), model, optimizer, scheduler)
+        state |= resume(load_checkpoint(latest, device), model, optimizer, scheduler)
         if main:
             log.info("resuming %s from %s: epoch %d, batch %d", spec["name"], latest, state["epoch"], state["batch"])
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
@@ -204,28 +211,36 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
 
             # -- end of epoch: validate, schedule, checkpoint -------------------
             valid_loss, valid_sdr = validate(net, valid, spec, cfg, device, world, amp)
+            sdr = {}
+            if cfg["sdr_every"] and (epoch + 1) % cfg["sdr_every"] == 0:
+                if hasattr(model, "fit_class_centroids"):      # as export does: they name the clusters
+                    fit_centroids(model, dataset, spec, device)
+                sdr = validate_sdr(model, valid_shards or train_shards, spec.get("separation", {}), device,
+                                   rank, world)
             scheduler.step(valid_loss)
             improved = valid_loss < state["best"]
-            state.update(epoch=epoch + 1, batch=0, best=min(valid_loss, state["best"]),
+            better_sdr = sdr.get("sdr", -math.inf) > state["best_sdr"]
+            state.update(epoch=epoch + 1, batch=0, best=min(valid_loss, state["best"]), valid_loss=valid_loss,
+                         best_sdr=max(sdr.get("sdr", -math.inf), state["best_sdr"]),
                          bad_epochs=0 if improved else state["bad_epochs"] + 1)
             finished = state["bad_epochs"] >= cfg["early_stop_patience"] or state["epoch"] >= cfg["epochs"]
             record = {"epoch": epoch + 1, "step": state["step"], "valid_loss": valid_loss,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - started, 3),
                       "excerpt_seconds": round(dataset.excerpt / dataset.sample_rate, 4),
                       **{f"train_{k}": v / max(count, 1) for k, v in totals.items()},
-                      **{f"valid_{k}": v for k, v in valid_sdr.items()}}
+                      **{f"valid_{k}": v for k, v in valid_sdr.items()}, **sdr}
             if main:
                 log.info("%s epoch %d: %s", spec["name"], epoch + 1,
                          ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
                 with open(run_dir / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 writer.add_scalar("valid/loss", valid_loss, state["step"])
-                for k, v in valid_sdr.items():
+                for k, v in (valid_sdr | sdr).items():
                     writer.add_scalar(f"valid/{k}", v, state["step"])
                 writer.add_scalar("train/lr", record["lr"], state["step"])
                 if (epoch + 1) % cfg["media_every"] == 0 or finished:
                     log_media(writer, model, valid, device, state["step"])
-                if improved:
+                if better_sdr if cfg["select_by"] == "sdr" else improved:
                     checkpoint(run_dir / "best.pt")
                 checkpoint(latest)
                 last_save = time.monotonic()
@@ -275,7 +290,7 @@ def export(model, spec: dict, run_dir: Path, out: Path, metrics_out: Path | None
     model.load_state_dict(saved["weights"])
     if hasattr(model, "fit_class_centroids"):
         fit_centroids(model, dataset, spec, device)
-    save_model_file(out, model, spec, saved["state"]["epoch"], saved["state"]["best"])
+    save_model_file(out, model, spec, saved["state"]["epoch"], saved["state"]["valid_loss"])
     if metrics_out:
         with atomic_path(metrics_out) as tmp:
             shutil.copyfile(run_dir / "metrics.jsonl", tmp)

@@ -13,12 +13,14 @@ from musicsep.io import atomic_path
 log = logging.getLogger(__name__)
 
 # Settings that change how long or how a run is watched, not what it computes:
-# changing them continues the run instead of starting afresh.
-BUDGET_KEYS = ("epochs", "early_stop_patience", "workers", "checkpoint_minutes", "media_every")
+# changing them continues the run instead of starting afresh. The spec's
+# ``separation`` (how SDR validation separates) is watching too.
+BUDGET_KEYS = ("epochs", "early_stop_patience", "workers", "checkpoint_minutes", "media_every", "sdr_every")
 
 
 def spec_hash(spec: dict) -> str:
-    trajectory = {**spec, "training": {k: v for k, v in spec["training"].items() if k not in BUDGET_KEYS}}
+    trajectory = {**{k: v for k, v in spec.items() if k != "separation"},
+                  "training": {k: v for k, v in spec["training"].items() if k not in BUDGET_KEYS}}
     return hashlib.sha256(json.dumps(trajectory, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,11 +1,16 @@
-"""Validation during training: the loss on fixed excerpts, a fast SI-SDR, and media for TensorBoard."""
+"""Validation during training: the loss on fixed excerpts, a fast SI-SDR,
+BSS Eval's SDR of whole validation tracks (every ``training.sdr_every``
+epochs), and media for TensorBoard."""
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from musicsep import SOURCES
+from musicsep import SOURCES, TARGETS
 from musicsep.data.excerpts import ValidationSet
 from musicsep.models.losses import si_sdr
 from musicsep.train.objective import compute_loss
@@ -40,6 +45,78 @@ def validate(net, valid: ValidationSet, spec: dict, cfg: dict, device: torch.dev
     per_source = {f"{FAST_SDR}_{name}": float(s / n) for name, s, n in zip(SOURCES, *sdr) if n > 0}
     scores = {FAST_SDR: sum(per_source.values()) / len(per_source)} if per_source else {}
     return float(total[0] / total[1].clamp_min(1)), scores | per_source
+
+
+# museval's evaluation groups (its eval_mus_track, as musicsep.evaluate.track): the four sources are
+# scored together and give drums, bass and other; vocals and accompaniment are scored as their own pair.
+# A group's NaN frames are those where any of its references or estimates is silent.
+SDR_GROUPS = ((SOURCES, ("drums", "bass", "other")), (("vocals", "accompaniment"), ("vocals", "accompaniment")))
+
+
+def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():                       # all NaN: NaN, without numpy's warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=axis)
+
+
+def track_sdr(shard: str, separator) -> np.ndarray:
+    """One validation track's median over frames of BSS Eval SDR per target
+    (:data:`TARGETS` order): the shard's mixture separated by ``separator``
+    (a :class:`musicsep.separate.separator.Separator`), scored against the
+    shard's sources (accompaniment: their sum, as musdb's) in float64 with
+    :func:`musicsep.evaluate.bsseval.sdr`, 1 s windows and hops at the
+    shard's rate, grouped as museval groups them (:data:`SDR_GROUPS`). NaN
+    frames are skipped as museval's medians skip them (+inf, an estimate
+    equal to its reference, counts as NaN, as museval stores it); a group
+    with a reference or estimate silent over the whole track, which museval
+    refuses to score, is NaN throughout."""
+    from musicsep.data.shard import Shard
+    from musicsep.evaluate.bsseval import SilentSource, sdr
+    from musicsep.evaluate.track import accompaniment
+
+    with Shard(shard) as sh:
+        mixture, sources, rate = sh.mixture(), sh.sources(), sh.sample_rate
+    references = {s: audio.T.astype(np.float64) for s, audio in zip(SOURCES, sources)}
+    references["accompaniment"] = accompaniment(references)
+    estimates = separator.separate(mixture)
+    medians = {}
+    for group, kept in SDR_GROUPS:
+        try:
+            frames = sdr(np.stack([references[t] for t in group]),
+                         np.stack([estimates[t].T for t in group]).astype(np.float64), rate, rate)
+        except SilentSource:
+            frames = np.full((len(group), 1), np.nan)
+        frames[np.isinf(frames)] = np.nan
+        medians |= {t: m for t, m in zip(group, _nanmedian(frames, 1)) if t in kept}
+    return np.array([medians[t] for t in TARGETS])
+
+
+@torch.no_grad()
+def validate_sdr(model, shards: list[str], separation: dict, device: torch.device, rank: int,
+                 world: int) -> dict[str, float]:
+    """BSS Eval SDR of ``model``'s separation of whole validation tracks:
+    :func:`track_sdr` of each track (the tracks shared out among the ranks),
+    then the median over tracks per target (tracks NaN for a target left
+    out), as ``sdr/{target}``, and ``sdr``, the mean of the four sources'
+    medians (accompaniment, their sum, is reported but not averaged in).
+    Targets NaN on every track are left out. ``separation``: the
+    :class:`~musicsep.separate.separator.Separator`'s settings (the
+    workflow's ``evaluation`` ones: Wiener filter, chunks, context)."""
+    from musicsep.separate.separator import Separator
+
+    separator = Separator(model, device=device, **separation)
+    scores = np.full((len(shards), len(TARGETS)), np.nan)
+    for t in range(rank, len(shards), world):
+        scores[t] = track_sdr(shards[t], separator)
+    if world > 1:                                         # each track is one rank's: sum values and flags
+        both = torch.tensor(np.stack([np.nan_to_num(scores), ~np.isnan(scores)]), device=device)
+        dist.all_reduce(both)
+        both = both.cpu().numpy()
+        scores = np.where(both[1] > 0, both[0], np.nan)
+    medians = dict(zip(TARGETS, _nanmedian(scores, 0).tolist()))
+    out = {f"sdr/{t}": v for t, v in medians.items() if not np.isnan(v)}
+    sources = [medians[s] for s in SOURCES if f"sdr/{s}" in out]
+    return ({"sdr": float(np.mean(sources))} if sources else {}) | out
 
 
 def fast_si_sdr(model, kept: dict, sources: torch.Tensor, silence: float = 1e-10) -> torch.Tensor:

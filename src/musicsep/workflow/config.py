@@ -4,7 +4,9 @@ Every key is described in ``config/schema.yaml`` with its default: a value,
 or (``default_constant: musicsep.N_FFT``) a constant of the package, so that
 a value the code also uses is written once. Errors name
 the key by its dotted path (``data.sample_rate``), and unknown keys are
-rejected with the keys that are allowed in their place.
+rejected with the keys that are allowed in their place. What the schema
+cannot state, a rule across keys of an experiment's merged ``training``
+block, is checked after it (:func:`_training_errors`).
 """
 
 from __future__ import annotations
@@ -130,7 +132,26 @@ def validate(config: dict | None, schema: dict | str | Path) -> dict:
         raise MusicsepError("the configuration must be a mapping of keys to values")
     config = _coerce_tree(schema, _fill_defaults(schema, config), schema)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = [_message(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
+    errors = errors or _training_errors(config)
     if errors:
-        raise MusicsepError("invalid configuration:\n  " + "\n  ".join(_message(e) for e in errors))
+        raise MusicsepError("invalid configuration:\n  " + "\n  ".join(errors))
     return config
+
+
+def _training_errors(config: dict) -> list[str]:
+    """What the schema cannot check: each experiment trains with the shared
+    ``training`` block under its own, and ``select_by: sdr`` needs SDR
+    computed (``sdr_every`` > 0). The keys are named where they are set."""
+    errors, shared = [], config.get("training")
+    if not isinstance(shared, dict):
+        return errors
+    for name, exp in (config.get("experiments") or {}).items():
+        own = exp.get("training") or {}
+        merged = {**shared, **own}
+        key = {k: f"experiments.{name}.training.{k}" if k in own else f"training.{k}"
+               for k in ("select_by", "sdr_every")}
+        if merged.get("select_by") == "sdr" and not merged.get("sdr_every"):
+            errors.append(f"config key {key['select_by']}: 'sdr' needs {key['sdr_every']} > 0 (the epochs "
+                          "that compute SDR; it is 0: never)")
+    return list(dict.fromkeys(errors))

@@ -114,6 +114,11 @@ def _yaml_scalar(value):
     return parsed if isinstance(parsed, (int, float, bool)) else value
 
 
+SEPARATION_KEYS = ("wiener", "chunk_seconds", "context_seconds", "batch_chunks")
+"""The ``evaluation`` settings that a spec's ``separation`` carries to training
+(``musicsep.separate.separator.Separator``'s arguments of the same names)."""
+
+
 def experiment_specs(config: dict) -> dict[str, dict]:
     """One training spec per experiment (what ``musicsep train`` runs),
     checked now so that a bad experiment block fails at parse time, naming the
@@ -128,6 +133,8 @@ def experiment_specs(config: dict) -> dict[str, dict]:
                 "model_args": args, "training": {**config["training"], **exp.get("training", {})},
                 "loader": config["loader"], "features": config["features"],
                 "sample_rate": config["data"]["sample_rate"]}
+        if spec["training"]["sdr_every"]:       # SDR validation separates as the evaluation will
+            spec["separation"] = {k: config["evaluation"][k] for k in SEPARATION_KEYS}
         check_loss(name, spec["model"], spec["loss"])
         specs[name] = spec
     return specs
