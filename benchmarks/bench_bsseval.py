@@ -139,6 +139,10 @@ def json_frames(path: Path) -> dict[str, dict[str, np.ndarray]]:
 def worker(args) -> None:
     """One evaluation in this process; prints its wall/CPU time and peak RSS."""
     import logging
+
+    from musicsep.memory import reuse_freed_memory
+
+    reuse_freed_memory()          # as the command line does, for both contenders alike
     logging.getLogger("musicsep").setLevel(logging.ERROR)
     data = np.load(args.input)
     refs = {k[4:]: data[k] for k in data.files if k.startswith("ref_")}

@@ -117,3 +117,15 @@ def test_backends_and_sdr_only_agree(excerpt):
             np.testing.assert_allclose(a, b, rtol=0, atol=tol)
     np.testing.assert_allclose(sdr(refs, est), base[0], rtol=0, atol=1e-12)
     assert np.isnan(base[0][:, 0]).all()
+
+
+def test_a_singular_gram_matrix_falls_back_to_least_squares_as_museval_does():
+    """A source whose two channels are identical (a mono stem in a stereo
+    file: common in MUSDB18) makes the Gram matrix exactly singular; museval's
+    solve then raises and it takes least squares, and so do we."""
+    rng = np.random.default_rng(6)
+    refs = rng.standard_normal((3, 2 * 44100 + 300, 2))
+    refs[1, :, 1] = refs[1, :, 0]
+    est = 0.8 * refs + 0.1 * refs[[1, 2, 0]] + 0.05 * rng.standard_normal(refs.shape)
+    _, ours = assert_like_museval(refs, est)
+    assert np.isfinite(ours[2]).all()

@@ -36,6 +36,7 @@ the speed; figures in ``benchmarks/RESULTS.md``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,52 +67,62 @@ def frames(window: int, hop: int, length: int) -> list[slice]:
     return [slice(t * hop, t * hop + window) for t in range(nwin)]
 
 
-def pad_or_truncate(references: np.ndarray, estimates: np.ndarray) -> np.ndarray:
-    """The estimates ``(nsrc, samples, channels)`` cut or zero-padded at the end
-    to the references' length, as museval's ``evaluate`` does."""
-    length = references.shape[1]
-    if estimates.shape[1] > length:
-        return estimates[:, :length]
-    if estimates.shape[1] < length:
-        return np.pad(estimates, [(0, 0), (0, length - estimates.shape[1]), (0, 0)])
-    return estimates
+def fit_length(estimate: np.ndarray, length: int) -> np.ndarray:
+    """An estimate ``(samples, channels)`` cut or zero-padded at the end to
+    ``length`` samples, as museval's ``evaluate`` fits estimates to their
+    references."""
+    if len(estimate) > length:
+        return estimate[:length]
+    if len(estimate) < length:
+        return np.pad(estimate, [(0, length - len(estimate)), (0, 0)])
+    return estimate
 
 
-def _inputs(references, estimates) -> tuple[np.ndarray, np.ndarray]:
-    references = np.asarray(references, dtype=np.float64)
-    estimates = np.asarray(estimates, dtype=np.float64)
-    if references.ndim == 2:                       # museval's atleast_3d: mono
-        references, estimates = references[..., None], estimates[..., None]
-    if references.ndim != 3 or estimates.ndim != 3 or references.shape[0] != estimates.shape[0] \
-            or references.shape[2] != estimates.shape[2]:
-        raise ValueError(f"references {references.shape} and estimates {estimates.shape}: expected "
-                         "(sources, samples, channels) each, the same sources and channels")
-    return references, pad_or_truncate(references, estimates)
+def _inputs(references, estimates) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The sources as lists of float64 ``(samples, channels)`` arrays (views
+    of float64 input, not copies), estimates fitted to the references'
+    length. ``(nsrc, samples)`` is mono, as museval's ``atleast_3d`` has it."""
+    def sources(x):
+        out = [np.asarray(s, dtype=np.float64) for s in x]
+        return [s[:, None] if s.ndim == 1 else s for s in out]
+
+    refs, ests = sources(references), sources(estimates)
+    shape = refs[0].shape if refs else None
+    if not refs or len(ests) != len(refs) or any(x.ndim != 2 for x in refs + ests) \
+            or any(r.shape != shape for r in refs) or any(e.shape[1] != shape[1] for e in ests):
+        raise ValueError(f"references {[r.shape for r in refs]} and estimates {[e.shape for e in ests]}: "
+                         "expected (samples, channels) each, as many, of one shape and channel count")
+    return refs, [fit_length(e, shape[0]) for e in ests]
 
 
-def _channel_sum(x: np.ndarray) -> np.ndarray:
-    """``x.sum(axis=2)`` summed in museval's order, without numpy's slow
-    reduction over a short last axis."""
-    out = x[:, :, 0].copy()
-    for c in range(1, x.shape[2]):
-        out += x[:, :, c]
+def channel_sum(x: np.ndarray) -> np.ndarray:
+    """A source's ``(samples, channels)`` sum over channels, museval's
+    silence criterion (without numpy's slow reduction over a short axis)."""
+    out = x[:, 0].copy()
+    for c in range(1, x.shape[1]):
+        out += x[:, c]
     return out
 
 
-def silent_frames(references: np.ndarray, estimates: np.ndarray, wins: list[slice]) -> np.ndarray:
+def silent_windows(x: np.ndarray, wins: list[slice]) -> np.ndarray:
+    """Per window, whether a source ``(samples, channels)`` is silent in it as
+    museval sees it (a zero channel sum at every sample)."""
+    count = np.zeros(len(x) + 1, dtype=np.int64)       # non-zero samples before each index
+    np.cumsum(channel_sum(x) != 0, out=count[1:])
+    return np.array([count[w.stop] == count[w.start] for w in wins], dtype=bool)
+
+
+def silent_frames(references: list[np.ndarray], estimates: list[np.ndarray], wins: list[slice]) -> np.ndarray:
     """Per frame of ``wins``, whether museval leaves it NaN for every source:
-    some reference or estimate has a zero channel sum at every sample of it.
-    Raises :class:`SilentSource` for a source zero over the whole track."""
-    starts = np.array([w.start for w in wins])
-    stops = np.array([w.stop for w in wins])
+    some reference or estimate is silent in it. Raises
+    :class:`SilentSource` for a source zero over the whole track."""
     silent = np.zeros(len(wins), dtype=bool)
-    for kind, x in (("reference", references), ("estimate", estimates)):
-        # non-zero samples before each index, per source
-        count = np.zeros((x.shape[0], x.shape[1] + 1), dtype=np.int64)
-        np.cumsum(_channel_sum(x) != 0, axis=1, out=count[:, 1:])
-        if (count[:, -1] == 0).any():
-            raise SilentSource(kind, int(np.argmax(count[:, -1] == 0)))
-        silent |= (count[:, stops] == count[:, starts]).any(axis=0)
+    whole = [slice(0, len(references[0]))]
+    for kind, sources in (("reference", references), ("estimate", estimates)):
+        for index, x in enumerate(sources):
+            if silent_windows(x, whole)[0]:
+                raise SilentSource(kind, index)
+            silent |= silent_windows(x, wins)
     return silent
 
 
@@ -122,18 +133,19 @@ def _db(num, den):
 
 def sdr(references, estimates, window: int = 44100, hop: int = 44100) -> np.ndarray:
     """Framewise BSS Eval v4 SDR ``(nsrc, frames)`` of ``estimates`` against
-    ``references``, both ``(nsrc, samples, channels)``: exactly museval's SDR
-    (with time-invariant filters, the images decomposition's total
-    distortion is the estimate minus its reference), with museval's NaN
-    frames; +inf where an estimate equals its reference."""
+    ``references``, both ``(nsrc, samples, channels)`` (or sequences of
+    ``(samples, channels)``): exactly museval's SDR (with time-invariant
+    filters, the images decomposition's total distortion is the estimate
+    minus its reference), with museval's NaN frames; +inf where an estimate
+    equals its reference."""
     references, estimates = _inputs(references, estimates)
-    wins = frames(window, hop, references.shape[1])
+    wins = frames(window, hop, len(references[0]))
     silent = silent_frames(references, estimates, wins)
-    out = np.full((references.shape[0], len(wins)), np.nan)
-    for t, win in enumerate(wins):
-        if not silent[t]:
-            s, e = references[:, win], estimates[:, win]
-            out[:, t] = _db(np.sum(s * s, axis=(1, 2)), np.sum((e - s) ** 2, axis=(1, 2)))
+    out = np.full((len(references), len(wins)), np.nan)
+    for j, (s, e) in enumerate(zip(references, estimates)):
+        for t, win in enumerate(wins):
+            if not silent[t]:
+                out[j, t] = _db(np.sum(s[win] ** 2), np.sum((e[win] - s[win]) ** 2))
     return out
 
 
@@ -185,17 +197,33 @@ class _Numpy:
             return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, check_finite=False), B, check_finite=False)
         except np.linalg.LinAlgError:
             pass
-        try:
-            return scipy.linalg.lu_solve(scipy.linalg.lu_factor(A, check_finite=False), B, check_finite=False)
-        except (np.linalg.LinAlgError, ValueError):
-            return np.linalg.lstsq(A - _EPS * np.eye(len(A)), B, rcond=None)[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            lu, pivots = scipy.linalg.lu_factor(A, check_finite=False)
+        if np.all(np.diag(lu) != 0):          # else singular: numpy's solve raises, museval takes lstsq
+            return scipy.linalg.lu_solve((lu, pivots), B, check_finite=False)
+        return _lstsq(A, B)
 
     def map(self, fn, items):
+        """``[fn(item) for item in items]``, ``threads`` at a time."""
         if self.threads <= 1 or len(items) <= 1:
             return [fn(item) for item in items]
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(self.threads) as pool:
             return list(pool.map(fn, items))
+
+    def reduce(self, fn, items):
+        """``sum(fn(item) for item in items)``, each thread summing its share
+        as it goes (one running sum per thread in memory)."""
+        def share(k):
+            total = None
+            for item in items[k::self.threads]:
+                value = fn(item)
+                total = value if total is None else total + value
+            return total
+
+        return sum(total for total in self.map(share, list(range(min(self.threads, len(items)))))
+                   if total is not None)
 
 
 @dataclass
@@ -236,24 +264,61 @@ class _Torch:
         LU, pivots, info = torch.linalg.lu_factor_ex(A)
         if int(info) == 0:
             return torch.linalg.lu_solve(LU, pivots, B)
-        G = A - _EPS * torch.eye(len(A), dtype=A.dtype, device=A.device)
-        return torch.linalg.lstsq(G.cpu(), B.cpu()).solution.to(A.device)
+        return torch.as_tensor(_lstsq(A.cpu().numpy(), B.cpu().numpy()), device=A.device)
 
     def map(self, fn, items):
         return [fn(item) for item in items]
 
+    def reduce(self, fn, items):
+        return sum(fn(item) for item in items)
 
-def _blocks(x: np.ndarray, starts, n: int, width: int, before: int = 0, out=None) -> np.ndarray:
-    """``x`` ``(nsrc, samples, nchan)`` -> ``(len(starts), nsrc*nchan, width)``:
+
+def _representatives(channels: list[np.ndarray]) -> np.ndarray:
+    """For each channel, the first one identical to it (itself if none is)."""
+    rep = np.arange(len(channels))
+    for i in range(len(channels)):
+        for j in range(i):
+            if rep[j] == j and np.array_equal(channels[i], channels[j]):
+                rep[i] = j
+                break
+    return rep
+
+
+def _solve(xp, A: np.ndarray, D: np.ndarray, rep: np.ndarray, L: int) -> np.ndarray:
+    """The filters ``A^-1 D`` for channels of which ``rep`` says which are
+    identical (a mono stem stored in stereo, common in MUSDB18). Identical
+    channels make the Gram matrix exactly singular: museval's solve then
+    raises and it takes the least-squares solution of least norm, which
+    gives identical channels equal filters. That solution is computed here
+    from the smaller system without the copies (factored as usual), each
+    kept channel's filter shared equally among its copies."""
+    keep = np.flatnonzero(rep == np.arange(len(rep)))
+    if len(keep) == len(rep):
+        return xp.numpy(xp.solve(xp.asarray(np.ascontiguousarray(A)), xp.asarray(np.ascontiguousarray(D))))
+    rows = (keep[:, None] * L + np.arange(L)).ravel()
+    merged = xp.numpy(xp.solve(xp.asarray(A[np.ix_(rows, rows)]), xp.asarray(D[rows])))
+    copies = np.bincount(rep, minlength=len(rep))[rep]
+    split = merged.reshape(len(keep), L, -1)[np.searchsorted(keep, rep)] / copies[:, None, None]
+    return split.reshape(len(rep) * L, -1)
+
+
+def _lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """museval's fallback for a singular Gram matrix: numpy's least squares
+    on ``G`` (``A`` without the regulariser)."""
+    return np.linalg.lstsq(A - _EPS * np.eye(len(A)), B, rcond=None)[0]
+
+
+def _blocks(xs: list[np.ndarray], starts, n: int, width: int, before: int = 0, out=None) -> np.ndarray:
+    """Sources ``(samples, nchan)`` -> ``(len(starts), nsrc*nchan, width)``:
     samples ``[start - before, start + n)`` of each channel from index 0,
     zero outside the signal and after them."""
-    nsrc, length, nchan = x.shape
+    length, nchan = xs[0].shape
     if out is None:
-        out = np.zeros((len(starts), nsrc * nchan, width))
-    view = out.reshape(len(starts), nsrc, nchan, width)
+        out = np.zeros((len(starts), len(xs) * nchan, width))
     for b, start in enumerate(starts):
         lo, hi = max(0, start - before), min(length, start + n)
-        view[b, :, :, lo - (start - before):hi - (start - before)] = x[:, lo:hi].transpose(0, 2, 1)
+        for k, x in enumerate(xs):
+            out[b, k * nchan:(k + 1) * nchan, lo - (start - before):hi - (start - before)] = x[lo:hi].T
     return out
 
 
@@ -264,6 +329,10 @@ def _parseval(n_fft: int) -> np.ndarray:
     if n_fft % 2 == 0:
         w[-1] = 1.0 / n_fft
     return w
+
+
+def _batches(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _fast_len(n: int) -> int:
@@ -278,20 +347,17 @@ def _correlations(references: np.ndarray, estimates: np.ndarray | None, block: i
     reference channels: each block's spectrum times the spectrum of the
     reference block extended by the ``L - 1`` samples before it, summed over
     blocks, then one inverse FFT."""
-    K, length = references.shape[0] * references.shape[2], references.shape[1]
-    signals = [references] + ([estimates] if estimates is not None else [])
+    K, length = len(references) * references[0].shape[1], len(references[0])
+    xs = references + (estimates or [])
     n_fft = _fast_len(block + L - 1)
-    starts = list(range(0, length, block))
+    batches = _batches(list(range(0, length, block)), batch)
 
     def cross_spectra(part):
-        heads = np.zeros((len(part), K * len(signals), n_fft))
-        for k, x in enumerate(signals):
-            _blocks(x, part, block, n_fft, out=heads[:, k * K:(k + 1) * K])
-        heads = xp.rfft(xp.asarray(heads), n_fft)
+        heads = xp.rfft(xp.asarray(_blocks(xs, part, block, n_fft)), n_fft)
         tails = xp.rfft(xp.asarray(_blocks(references, part, block, n_fft, before=L - 1)), n_fft)
         return xp.cross(heads, tails)
 
-    spectra = sum(xp.map(cross_spectra, [starts[i:i + batch] for i in range(0, len(starts), batch)]))
+    spectra = xp.reduce(cross_spectra, batches)
     return xp.numpy(xp.irfft(spectra, n_fft)[..., :L])[..., ::-1]
 
 
@@ -300,10 +366,8 @@ def gram(references, window: int = 44100, filters_len: int = FILTERS_LEN) -> np.
     solves with (without museval's ``eps`` regulariser), for diagnostics:
     its condition number says how far the filters, and so ISR/SIR/SAR, can
     be trusted to the last digits."""
-    references = np.asarray(references, dtype=np.float64)
-    if references.ndim == 2:
-        references = references[..., None]
-    corr = _correlations(references, None, min(window, references.shape[1]), filters_len, _Numpy(), 8)
+    references, _ = _inputs(references, references)
+    corr = _correlations(references, None, min(window, len(references[0])), filters_len, _Numpy(), 8)
     return _toeplitz_blocks(corr)
 
 
@@ -334,7 +398,7 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
     ``batch * 5 * sources * channels * window * 16`` bytes each)."""
     references, estimates = _inputs(references, estimates)
     xp = _Numpy(threads) if device is None else _Torch(device)
-    nsrc, length, nchan = references.shape
+    nsrc, (length, nchan) = len(references), references[0].shape
     K, L = nsrc * nchan, filters_len
     wins = frames(window, hop, length)
     silent = silent_frames(references, estimates, wins)
@@ -346,12 +410,13 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
     A = _toeplitz_blocks(corr[:K])
     A.flat[::K * L + 1] += _EPS
     D = np.ascontiguousarray(corr[K:].transpose(1, 2, 0).reshape(K * L, K))   # <s_j delayed b, estimate channel>
-    C = xp.numpy(xp.solve(xp.asarray(A), xp.asarray(D))).reshape(K, L, nsrc, nchan)
+    channels = [x[:, c] for x in references for c in range(nchan)]
+    C = _solve(xp, A, D, _representatives(channels), L).reshape(K, L, nsrc, nchan)
     Cj = np.empty((nsrc, nchan, L, nchan))
     for t in range(nsrc):
         own = slice(t * nchan * L, (t + 1) * nchan * L)
-        Cj[t] = xp.numpy(xp.solve(xp.asarray(np.ascontiguousarray(A[own, own])),
-                                  xp.asarray(D[own, t * nchan:(t + 1) * nchan]))).reshape(nchan, L, nchan)
+        Cj[t] = _solve(xp, A[own, own], D[own, t * nchan:(t + 1) * nchan],
+                       _representatives(channels[t * nchan:(t + 1) * nchan]), L).reshape(nchan, L, nchan)
     del A
 
     # 3. per frame, the decomposition's energies from spectra (Parseval)
@@ -373,7 +438,7 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
         return part, np.stack([xp.numpy(x) for x in found]).transpose(0, 2, 1)   # [term, t, b]
 
     energies = np.full((7, nsrc, len(wins)), np.nan)
-    for part, found in xp.map(frame_energies, [scored[i:i + batch] for i in range(0, len(scored), batch)]):
+    for part, found in xp.map(frame_energies, _batches(scored, batch)):
         energies[:, :, part] = found
     s, e_total, e_spat, s_own, e_interf, s_all, e_artif = energies
     return _db(s, e_total), _db(s, e_spat), _db(s_own, e_interf), _db(s_all, e_artif)

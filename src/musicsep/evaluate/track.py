@@ -57,13 +57,6 @@ def accompaniment(sources: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.sum(np.array([sources[name] for name in ACCOMPANIMENT]), axis=0)
 
 
-def _zero_samples(audio: np.ndarray) -> np.ndarray:
-    """Per sample, whether museval counts it as silent (its
-    ``_any_source_silent``: the sum over channels is zero); a window is silent
-    when all its samples are."""
-    return np.sum(audio, axis=tuple(range(1, audio.ndim))) == 0
-
-
 def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
            targets: Sequence[str] | None, where: str, files: Mapping[str, str | os.PathLike]
            ) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -105,7 +98,7 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
             shape, first = ref.shape, target
         elif ref.shape != shape:
             raise MusicsepError(f"{where}: references differ in shape: '{first}' {shape}, '{target}' {ref.shape}")
-        if not _zero_samples(ref).all():
+        if bsseval.channel_sum(ref).any():
             continue
         raise MusicsepError(f"{where}: reference '{target}' is silent over the whole track: BSS Eval cannot "
                             "score it (museval refuses it too: its distortion filters are undetermined)")
@@ -125,8 +118,8 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
         if e.shape[0] != shape[0]:
             log.warning("%s: %s has %d samples, its reference %d: %s at the end, as museval does", where,
                         est(target), e.shape[0], shape[0], "cut" if e.shape[0] > shape[0] else "zero-padded")
-            e = bsseval.pad_or_truncate(references[target][None], e[None])[0]
-        if _zero_samples(e).all():
+            e = bsseval.fit_length(e, shape[0])
+        if not bsseval.channel_sum(e).any():
             raise MusicsepError(f"{where}: {est(target)} is silent over the whole track: BSS Eval cannot "
                                 "score it (museval refuses it too: its distortion filters are undetermined)")
         fitted[target] = e
@@ -181,19 +174,18 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     silent: dict[str, list] = {}
     perfect: list[str] = []
     for members, kept in groups:
-        refs = np.stack([references[t] for t in members]).astype(np.float64, copy=False)
-        ests = np.stack([estimates[t] for t in members]).astype(np.float64, copy=False)
+        refs = [np.asarray(references[t], dtype=np.float64) for t in members]
+        ests = [np.asarray(estimates[t], dtype=np.float64) for t in members]
         # which windows will be NaN, and why (for the report only)
         for kind, group in (("reference", refs), ("estimate", ests)):
             for target, audio in zip(members, group):
-                zero = _zero_samples(audio)
-                count = int(sum(zero[w].all() for w in wins))
+                count = int(bsseval.silent_windows(audio, wins).sum())
                 if count:
                     entry = silent.setdefault(f"{kind} '{target}'", [count, []])
                     entry[1] += [t for t in members if t != target and t not in entry[1]]
         if engine == "museval":
             import museval
-            SDR, ISR, SIR, SAR = museval.evaluate(list(refs), list(ests), win=window, hop=step)
+            SDR, ISR, SIR, SAR = museval.evaluate(refs, ests, win=window, hop=step)
         else:
             SDR, ISR, SIR, SAR = bsseval.bss_eval(refs, ests, window, step, threads=threads, device=device)
         for i, target in enumerate(members):
