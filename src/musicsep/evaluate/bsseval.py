@@ -98,17 +98,25 @@ def _inputs(references, estimates) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def channel_sum(x: np.ndarray) -> np.ndarray:
     """A source's ``(samples, channels)`` sum over channels, museval's
     silence criterion (without numpy's slow reduction over a short axis)."""
-    out = x[:, 0].copy()
-    for c in range(1, x.shape[1]):
+    if x.shape[1] == 1:
+        return x[:, 0]
+    out = np.add(x[:, 0], x[:, 1])
+    for c in range(2, x.shape[1]):
         out += x[:, c]
     return out
+
+
+def _sounding(x: np.ndarray) -> np.ndarray:
+    """The number of samples with a non-zero channel sum before each index."""
+    count = np.zeros(len(x) + 1, dtype=np.int64)
+    np.cumsum(channel_sum(x) != 0, out=count[1:])
+    return count
 
 
 def silent_windows(x: np.ndarray, wins: list[slice]) -> np.ndarray:
     """Per window, whether a source ``(samples, channels)`` is silent in it as
     museval sees it (a zero channel sum at every sample)."""
-    count = np.zeros(len(x) + 1, dtype=np.int64)       # non-zero samples before each index
-    np.cumsum(channel_sum(x) != 0, out=count[1:])
+    count = _sounding(x)
     return np.array([count[w.stop] == count[w.start] for w in wins], dtype=bool)
 
 
@@ -116,13 +124,14 @@ def silent_frames(references: list[np.ndarray], estimates: list[np.ndarray], win
     """Per frame of ``wins``, whether museval leaves it NaN for every source:
     some reference or estimate is silent in it. Raises
     :class:`SilentSource` for a source zero over the whole track."""
+    starts, stops = [w.start for w in wins], [w.stop for w in wins]
     silent = np.zeros(len(wins), dtype=bool)
-    whole = [slice(0, len(references[0]))]
     for kind, sources in (("reference", references), ("estimate", estimates)):
         for index, x in enumerate(sources):
-            if silent_windows(x, whole)[0]:
+            count = _sounding(x)
+            if count[-1] == 0:
                 raise SilentSource(kind, index)
-            silent |= silent_windows(x, wins)
+            silent |= count[stops] == count[starts]
     return silent
 
 
@@ -172,15 +181,17 @@ class _Numpy:
 
     einsum = staticmethod(np.einsum)
 
-    def cross(self, heads, tails):
-        """``sum_b conj(heads[b, i]) * tails[b, j]`` ``[i, j, f]`` (numpy's
-        einsum is several times slower at it than these products)."""
-        np.conjugate(heads, out=heads)
-        out = np.zeros((heads.shape[1],) + tails.shape[1:], dtype=np.complex128)
+    def cross(self, heads, tails, out=None):
+        """``out[i, j, f] += sum_b conj(heads[b, i]) * tails[b, j]`` (numpy's
+        einsum is several times slower at it than these products; adding
+        into one array spares the page faults of a fresh one per batch)."""
+        if out is None:
+            out = np.zeros((heads.shape[1],) + tails.shape[1:], dtype=np.complex128)
+        row = np.empty(heads.shape[2], dtype=np.complex128)
         product = np.empty(tails.shape[1:], dtype=np.complex128)
         for b in range(len(heads)):
             for i in range(heads.shape[1]):
-                out[i] += np.multiply(heads[b, i], tails[b], out=product)
+                out[i] += np.multiply(np.conjugate(heads[b, i], out=row), tails[b], out=product)
         return out
 
     def energy(self, X, w):
@@ -213,13 +224,13 @@ class _Numpy:
             return list(pool.map(fn, items))
 
     def reduce(self, fn, items):
-        """``sum(fn(item) for item in items)``, each thread summing its share
-        as it goes (one running sum per thread in memory)."""
+        """The running sum ``total = fn(item, total)`` over ``items`` (``fn``
+        adds into ``total``, None at first), each thread summing its share;
+        the threads' sums added."""
         def share(k):
             total = None
             for item in items[k::self.threads]:
-                value = fn(item)
-                total = value if total is None else total + value
+                total = fn(item, total)
             return total
 
         return sum(total for total in self.map(share, list(range(min(self.threads, len(items)))))
@@ -250,8 +261,9 @@ class _Torch:
     def einsum(self, spec, *xs):
         return self.torch.einsum(spec, *xs)
 
-    def cross(self, heads, tails):
-        return self.torch.einsum("bif,bjf->ijf", heads.conj(), tails)
+    def cross(self, heads, tails, out=None):
+        value = self.torch.einsum("bif,bjf->ijf", heads.conj(), tails)
+        return value if out is None else out.add_(value)
 
     def energy(self, X, w):
         return self.torch.einsum("...cf,f->...", X.real ** 2 + X.imag ** 2, w)
@@ -270,7 +282,10 @@ class _Torch:
         return [fn(item) for item in items]
 
     def reduce(self, fn, items):
-        return sum(fn(item) for item in items)
+        total = None
+        for item in items:
+            total = fn(item, total)
+        return total
 
 
 def _representatives(channels: list[np.ndarray]) -> np.ndarray:
@@ -278,7 +293,8 @@ def _representatives(channels: list[np.ndarray]) -> np.ndarray:
     rep = np.arange(len(channels))
     for i in range(len(channels)):
         for j in range(i):
-            if rep[j] == j and np.array_equal(channels[i], channels[j]):
+            if rep[j] == j and np.array_equal(channels[i][:4096], channels[j][:4096]) \
+                    and np.array_equal(channels[i], channels[j]):
                 rep[i] = j
                 break
     return rep
@@ -340,22 +356,24 @@ def _fast_len(n: int) -> int:
     return scipy.fft.next_fast_len(n, real=True)
 
 
-def _correlations(references: np.ndarray, estimates: np.ndarray | None, block: int, L: int, xp,
+def _correlations(references: list[np.ndarray], estimates: list[np.ndarray] | None, block: int, L: int, xp,
                   batch: int) -> np.ndarray:
     """``corr[i, j, d] = sum_n x_i[n] s_j[n - d]`` for ``d`` in ``0..L-1``, ``x``
     the reference channels then the estimate channels (if given), ``s`` the
     reference channels: each block's spectrum times the spectrum of the
     reference block extended by the ``L - 1`` samples before it, summed over
-    blocks, then one inverse FFT."""
+    blocks, then one inverse FFT. (Keeping the blocks' spectra for the
+    frames, which are the same, was slower: page faults on this much fresh
+    memory cost more than the transforms.)"""
     K, length = len(references) * references[0].shape[1], len(references[0])
     xs = references + (estimates or [])
     n_fft = _fast_len(block + L - 1)
     batches = _batches(list(range(0, length, block)), batch)
 
-    def cross_spectra(part):
+    def cross_spectra(part, total):
         heads = xp.rfft(xp.asarray(_blocks(xs, part, block, n_fft)), n_fft)
         tails = xp.rfft(xp.asarray(_blocks(references, part, block, n_fft, before=L - 1)), n_fft)
-        return xp.cross(heads, tails)
+        return xp.cross(heads, tails, total)
 
     spectra = xp.reduce(cross_spectra, batches)
     return xp.numpy(xp.irfft(spectra, n_fft)[..., :L])[..., ::-1]
@@ -429,8 +447,8 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
 
     def frame_energies(part):
         starts = [wins[t].start for t in part]
-        S = xp.rfft(xp.asarray(_blocks(references, starts, frame_len, n_fft)), n_fft)   # [b, k, f]
-        E = xp.rfft(xp.asarray(_blocks(estimates, starts, frame_len, n_fft)), n_fft)
+        both = xp.rfft(xp.asarray(_blocks(references + estimates, starts, frame_len, n_fft)), n_fft)
+        S, E = both[:, :K], both[:, K:]                                                  # [b, k, f]
         P_all = xp.einsum("ktcf,bkf->btcf", Cf, S)
         S, E = S.reshape(P_all.shape), E.reshape(P_all.shape)
         P_own = xp.einsum("tdcf,btdf->btcf", Cjf, S)
