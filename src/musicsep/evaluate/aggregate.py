@@ -169,7 +169,7 @@ def summary_markdown(table: pd.DataFrame, published: Iterable[str] = ()) -> str:
         return f"{name} (published)" if name in published else name
 
     lines = ["# Evaluation summary", "",
-             "BSS Eval v4 (museval, 1 s windows and hops, as SiSEC 2018): median over frames, "
+             "BSS Eval v4 (museval's metrics, 1 s windows and hops, as SiSEC 2018): median over frames, "
              "then median over tracks (museval's `EvalStore.agg_frames_tracks_scores()`), in dB.", ""]
     for metric in ("SDR", "SIR", "SAR", "ISR"):
         lines += [f"## {metric}", "", "| system | tracks | " + " | ".join(targets) + " |",

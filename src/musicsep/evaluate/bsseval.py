@@ -36,15 +36,13 @@ the speed; figures in ``benchmarks/RESULTS.md``.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
 import numpy as np
+
+from musicsep.evaluate.backend import EPS, NumpyOps, TorchOps
 
 FILTERS_LEN = 512
 """museval's distortion filter length (taps)."""
 
-_EPS = np.finfo(float).eps       # museval's regulariser of the Gram matrix
 
 
 class SilentSource(ValueError):
@@ -158,136 +156,6 @@ def sdr(references, estimates, window: int = 44100, hop: int = 44100) -> np.ndar
     return out
 
 
-@dataclass
-class _Numpy:
-    """The array operations the algorithm needs, on numpy/scipy, with
-    ``threads`` batches in flight (numpy and scipy release the GIL)."""
-    threads: int = 1
-
-    def asarray(self, x):
-        return x
-
-    def numpy(self, x):
-        return x
-
-    def rfft(self, x, n):
-        """One worker: the batches are the threads' work (:meth:`map`)."""
-        import scipy.fft
-        return scipy.fft.rfft(x, n=n, axis=-1)
-
-    def irfft(self, x, n):
-        import scipy.fft
-        return scipy.fft.irfft(x, n=n, axis=-1, workers=self.threads)
-
-    einsum = staticmethod(np.einsum)
-
-    def cross(self, heads, tails, out=None):
-        """``out[i, j, f] += sum_b conj(heads[b, i]) * tails[b, j]`` (numpy's
-        einsum is several times slower at it than these products; adding
-        into one array spares the page faults of a fresh one per batch)."""
-        if out is None:
-            out = np.zeros((heads.shape[1],) + tails.shape[1:], dtype=np.complex128)
-        row = np.empty(heads.shape[2], dtype=np.complex128)
-        product = np.empty(tails.shape[1:], dtype=np.complex128)
-        for b in range(len(heads)):
-            for i in range(heads.shape[1]):
-                out[i] += np.multiply(np.conjugate(heads[b, i], out=row), tails[b], out=product)
-        return out
-
-    def energy(self, X, w):
-        """``sum_f w_f |X[..., f]|^2`` over the last two axes."""
-        power = X.view(np.float64) ** 2
-        return (power.reshape(*X.shape[:-2], -1) @ np.repeat(w, 2)[None].repeat(X.shape[-2], 0).ravel())
-
-    def solve(self, A, B):
-        """``A^-1 B`` for the regularised Gram matrix ``A`` (museval's
-        ``G + eps I``) by Cholesky, else LU; least squares on ``G`` when
-        singular, as museval falls back."""
-        import scipy.linalg
-        try:
-            return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, check_finite=False), B, check_finite=False)
-        except np.linalg.LinAlgError:
-            pass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-            lu, pivots = scipy.linalg.lu_factor(A, check_finite=False)
-        if np.all(np.diag(lu) != 0):          # else singular: numpy's solve raises, museval takes lstsq
-            return scipy.linalg.lu_solve((lu, pivots), B, check_finite=False)
-        return _lstsq(A, B)
-
-    def map(self, fn, items):
-        """``[fn(item) for item in items]``, ``threads`` at a time."""
-        if self.threads <= 1 or len(items) <= 1:
-            return [fn(item) for item in items]
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(self.threads) as pool:
-            return list(pool.map(fn, items))
-
-    def reduce(self, fn, items):
-        """The running sum ``total = fn(item, total)`` over ``items`` (``fn``
-        adds into ``total``, None at first), each thread summing its share;
-        the threads' sums added."""
-        def share(k):
-            total = None
-            for item in items[k::self.threads]:
-                total = fn(item, total)
-            return total
-
-        return sum(total for total in self.map(share, list(range(min(self.threads, len(items)))))
-                   if total is not None)
-
-
-@dataclass
-class _Torch:
-    """The same operations on torch float64 (CPU or CUDA)."""
-    device: str
-
-    def __post_init__(self):
-        import torch
-        self.torch = torch
-
-    def asarray(self, x):
-        return self.torch.as_tensor(x, device=self.device)
-
-    def numpy(self, x):
-        return x.cpu().numpy()
-
-    def rfft(self, x, n):
-        return self.torch.fft.rfft(x, n=n, dim=-1)
-
-    def irfft(self, x, n):
-        return self.torch.fft.irfft(x, n=n, dim=-1)
-
-    def einsum(self, spec, *xs):
-        return self.torch.einsum(spec, *xs)
-
-    def cross(self, heads, tails, out=None):
-        value = self.torch.einsum("bif,bjf->ijf", heads.conj(), tails)
-        return value if out is None else out.add_(value)
-
-    def energy(self, X, w):
-        return self.torch.einsum("...cf,f->...", X.real ** 2 + X.imag ** 2, w)
-
-    def solve(self, A, B):
-        torch = self.torch
-        L, info = torch.linalg.cholesky_ex(A)
-        if int(info) == 0:
-            return torch.cholesky_solve(B, L)
-        LU, pivots, info = torch.linalg.lu_factor_ex(A)
-        if int(info) == 0:
-            return torch.linalg.lu_solve(LU, pivots, B)
-        return torch.as_tensor(_lstsq(A.cpu().numpy(), B.cpu().numpy()), device=A.device)
-
-    def map(self, fn, items):
-        return [fn(item) for item in items]
-
-    def reduce(self, fn, items):
-        total = None
-        for item in items:
-            total = fn(item, total)
-        return total
-
-
 def _representatives(channels: list[np.ndarray]) -> np.ndarray:
     """For each channel, the first one identical to it (itself if none is)."""
     rep = np.arange(len(channels))
@@ -316,12 +184,6 @@ def _solve(xp, A: np.ndarray, D: np.ndarray, rep: np.ndarray, L: int) -> np.ndar
     copies = np.bincount(rep, minlength=len(rep))[rep]
     split = merged.reshape(len(keep), L, -1)[np.searchsorted(keep, rep)] / copies[:, None, None]
     return split.reshape(len(rep) * L, -1)
-
-
-def _lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """museval's fallback for a singular Gram matrix: numpy's least squares
-    on ``G`` (``A`` without the regulariser)."""
-    return np.linalg.lstsq(A - _EPS * np.eye(len(A)), B, rcond=None)[0]
 
 
 def _blocks(xs: list[np.ndarray], starts, n: int, width: int, before: int = 0, out=None) -> np.ndarray:
@@ -365,7 +227,7 @@ def _correlations(references: list[np.ndarray], estimates: list[np.ndarray] | No
     blocks, then one inverse FFT. (Keeping the blocks' spectra for the
     frames, which are the same, was slower: page faults on this much fresh
     memory cost more than the transforms.)"""
-    K, length = len(references) * references[0].shape[1], len(references[0])
+    length = len(references[0])
     xs = references + (estimates or [])
     n_fft = _fast_len(block + L - 1)
     batches = _batches(list(range(0, length, block)), batch)
@@ -385,7 +247,7 @@ def gram(references, window: int = 44100, filters_len: int = FILTERS_LEN) -> np.
     its condition number says how far the filters, and so ISR/SIR/SAR, can
     be trusted to the last digits."""
     references, _ = _inputs(references, references)
-    corr = _correlations(references, None, min(window, len(references[0])), filters_len, _Numpy(), 8)
+    corr = _correlations(references, None, min(window, len(references[0])), filters_len, NumpyOps(), 8)
     return _toeplitz_blocks(corr)
 
 
@@ -415,7 +277,7 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
     ``batch`` frames are transformed at a time, per thread (memory: about
     ``batch * 5 * sources * channels * window * 16`` bytes each)."""
     references, estimates = _inputs(references, estimates)
-    xp = _Numpy(threads) if device is None else _Torch(device)
+    xp = NumpyOps(threads) if device is None else TorchOps(device)
     nsrc, (length, nchan) = len(references), references[0].shape
     K, L = nsrc * nchan, filters_len
     wins = frames(window, hop, length)
@@ -426,7 +288,7 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
 
     # 2. the filters, from museval's regularised Gram matrix G + eps I
     A = _toeplitz_blocks(corr[:K])
-    A.flat[::K * L + 1] += _EPS
+    A.flat[::K * L + 1] += EPS
     D = np.ascontiguousarray(corr[K:].transpose(1, 2, 0).reshape(K * L, K))   # <s_j delayed b, estimate channel>
     channels = [x[:, c] for x in references for c in range(nchan)]
     C = _solve(xp, A, D, _representatives(channels), L).reshape(K, L, nsrc, nchan)
