@@ -239,7 +239,7 @@ def corpus(seed: int, results: Path | None):
     """(case name, references, estimates) of the corpus."""
     import stempeg
 
-    from musicsep import SOURCES, TARGETS
+    from musicsep import SOURCES
     from musicsep.evaluate.track import accompaniment
 
     audio, _ = stempeg.read_stems(stempeg.example_stem_path(), ffmpeg_format="s16le", dtype=np.float64)
@@ -265,11 +265,11 @@ def corpus(seed: int, results: Path | None):
             yield f"toy song {song}, near-silent and silent frames", refs, quiet
     if results is not None:
         from musicsep.evaluate.track import read_estimates, read_shard_references
-        for folder in sorted((results / "separated").glob("*/*")):
+        for folder in sorted((results / "estimates").glob("*/*")):
             shard = results / "data" / "shards" / f"{folder.name}.h5"
             if shard.exists():
                 refs, rate, name = read_shard_references(shard)
-                est, _ = read_estimates(folder, rate, [t for t in TARGETS if (folder / f"{t}.wav").exists()])
+                est, _ = read_estimates(folder, rate, shard=shard)
                 yield f"{folder.parent.name} on {name}", refs, est
 
 
