@@ -23,8 +23,11 @@ vocals window thus also blanks drums, bass and other in that window). Those
 NaN frames are written to the JSON (as museval and the published SiSEC 2018
 files do) and are ignored when aggregating: the median over frames is
 pandas' NaN-skipping median, as in museval's ``EvalStore``. A reference or
-estimate that is zero over the *whole* track is refused, as museval refuses
-it (its distortion filters would be undetermined). Also museval's: a frame
+estimate that is zero over the *whole* track cannot be scored (its
+distortion filters would be undetermined): museval raises and so does
+:func:`musicsep.evaluate.bsseval.bss_eval`; here every frame of its group is
+NaN, with a warning, so that an instrumental track does not stop an
+evaluation (the track then drops out of that target's median over tracks). Also museval's: a frame
 whose estimate equals its reference exactly has SDR +inf, which
 ``TrackStore`` stores as NaN (warned as well).
 
@@ -98,10 +101,6 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
             shape, first = ref.shape, target
         elif ref.shape != shape:
             raise MusicsepError(f"{where}: references differ in shape: '{first}' {shape}, '{target}' {ref.shape}")
-        if bsseval.channel_sum(ref).any():
-            continue
-        raise MusicsepError(f"{where}: reference '{target}' is silent over the whole track: BSS Eval cannot "
-                            "score it (museval refuses it too: its distortion filters are undetermined)")
     fitted = {}
     for target in targets:
         e = np.asarray(estimates[target])
@@ -119,9 +118,6 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
             log.warning("%s: %s has %d samples, its reference %d: %s at the end, as museval does", where,
                         est(target), e.shape[0], shape[0], "cut" if e.shape[0] > shape[0] else "zero-padded")
             e = bsseval.fit_length(e, shape[0])
-        if not bsseval.channel_sum(e).any():
-            raise MusicsepError(f"{where}: {est(target)} is silent over the whole track: BSS Eval cannot "
-                                "score it (museval refuses it too: its distortion filters are undetermined)")
         fitted[target] = e
     return targets, fitted
 
@@ -172,6 +168,7 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     wins = bsseval.frames(window, step, nsampl)
     data = TrackStore(win=win, hop=hop, track_name=track_name)
     silent: dict[str, list] = {}
+    wholly: list[str] = []
     perfect: list[str] = []
     for members, kept in groups:
         refs = [np.asarray(references[t], dtype=np.float64) for t in members]
@@ -183,7 +180,14 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
                 if count:
                     entry = silent.setdefault(f"{kind} '{target}'", [count, []])
                     entry[1] += [t for t in members if t != target and t not in entry[1]]
-        if engine == "museval":
+        whole = [f"{kind} '{t}'" for kind, group in (("reference", refs), ("estimate", ests))
+                 for t, audio in zip(members, group) if not bsseval.channel_sum(audio).any()]
+        if whole:
+            # both engines refuse this (museval raises); the group's frames are NaN instead
+            wholly.append(f"{', '.join(whole)} silent over the whole track: BSS Eval cannot score "
+                          f"{', '.join(members)} together (museval refuses it), so every frame of them is NaN")
+            SDR = ISR = SIR = SAR = np.full((len(members), len(wins)), np.nan)
+        elif engine == "museval":
             import museval
             SDR, ISR, SIR, SAR = museval.evaluate(refs, ests, win=window, hop=step)
         else:
@@ -199,7 +203,7 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     warnings_ = [f"{track_name}: {key} is silent: museval's SDR is NaN for its frames ({count} of {len(wins)}, "
                  f"and the same frames of {', '.join(others)}, evaluated with it)"
                  for key, (count, others) in silent.items()]
-    warnings_ += [f"{track_name}: {msg}" for msg in perfect]
+    warnings_ += [f"{track_name}: {msg}" for msg in wholly + perfect]
     for msg in warnings_:
         log.warning("%s", msg)
     data.validate()
