@@ -122,6 +122,22 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
     return targets, fitted
 
 
+def museval_groups(targets: Sequence[str]) -> list[tuple[list[str], list[str]]]:
+    """museval's evaluation groups of ``eval_mus_track`` for ``targets``
+    (:data:`TARGETS` order): ``(scored together, kept from that group)``.
+    Vocals and accompaniment are their own pair when both are there; the
+    other targets (vocals included) are scored together, and give all but
+    vocals when the pair gives it."""
+    has_acc = "vocals" in targets and "accompaniment" in targets
+    groups = []
+    rest = [t for t in targets if t != "accompaniment"] if has_acc else list(targets)
+    if len(rest) >= 2:
+        groups.append((rest, [t for t in rest if not (has_acc and t == "vocals")]))
+    if has_acc:
+        groups.append((["vocals", "accompaniment"], ["vocals", "accompaniment"]))
+    return groups
+
+
 def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
                    rate: int, track_name: str, out_json: str | os.PathLike,
                    win: float = 1.0, hop: float = 1.0, *, targets: Sequence[str] | None = None,
@@ -153,16 +169,7 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     where = f"track '{track_name}' ({out_json})"
     targets, estimates = _check(references, estimates, targets, where, estimate_files or {})
 
-    # museval's eval_mus_track: vocals + accompaniment are their own scenario;
-    # the other targets (vocals included) are evaluated together.
-    has_acc = "vocals" in targets and "accompaniment" in targets
-    groups = []
-    rest = [t for t in targets if t != "accompaniment"] if has_acc else list(targets)
-    if len(rest) >= 2:
-        groups.append((rest, [t for t in rest if not (has_acc and t == "vocals")]))
-    if has_acc:
-        groups.append((["vocals", "accompaniment"], ["vocals", "accompaniment"]))
-
+    groups = museval_groups(targets)
     window, step = int(win * rate), int(hop * rate)
     nsampl = references[targets[0]].shape[0]
     wins = bsseval.frames(window, step, nsampl)
@@ -173,15 +180,18 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     for members, kept in groups:
         refs = [np.asarray(references[t], dtype=np.float64) for t in members]
         ests = [np.asarray(estimates[t], dtype=np.float64) for t in members]
-        # which windows will be NaN, and why (for the report only)
+        # which windows will be NaN, and why (for the report only), and which
+        # sources are silent over the whole track (the last window: all of it)
+        whole = []
         for kind, group in (("reference", refs), ("estimate", ests)):
             for target, audio in zip(members, group):
-                count = int(bsseval.silent_windows(audio, wins).sum())
+                windows = bsseval.silent_windows(audio, [*wins, slice(0, nsampl)])
+                if windows[-1]:
+                    whole.append(f"{kind} '{target}'")
+                count = int(windows[:-1].sum())
                 if count:
                     entry = silent.setdefault(f"{kind} '{target}'", [count, []])
                     entry[1] += [t for t in members if t != target and t not in entry[1]]
-        whole = [f"{kind} '{t}'" for kind, group in (("reference", refs), ("estimate", ests))
-                 for t, audio in zip(members, group) if not bsseval.channel_sum(audio).any()]
         if whole:
             # both engines refuse this (museval raises); the group's frames are NaN instead
             wholly.append(f"{', '.join(whole)} silent over the whole track: BSS Eval cannot score "

@@ -47,12 +47,6 @@ def validate(net, valid: ValidationSet, spec: dict, cfg: dict, device: torch.dev
     return float(total[0] / total[1].clamp_min(1)), scores | per_source
 
 
-# museval's evaluation groups (its eval_mus_track, as musicsep.evaluate.track): the four sources are
-# scored together and give drums, bass and other; vocals and accompaniment are scored as their own pair.
-# A group's NaN frames are those where any of its references or estimates is silent.
-SDR_GROUPS = ((SOURCES, ("drums", "bass", "other")), (("vocals", "accompaniment"), ("vocals", "accompaniment")))
-
-
 def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     with warnings.catch_warnings():                       # all NaN: NaN, without numpy's warning
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -65,14 +59,15 @@ def track_sdr(shard: str, separator) -> np.ndarray:
     (a :class:`musicsep.separate.separator.Separator`), scored against the
     shard's sources (accompaniment: their sum, as musdb's) in float64 with
     :func:`musicsep.evaluate.bsseval.sdr`, 1 s windows and hops at the
-    shard's rate, grouped as museval groups them (:data:`SDR_GROUPS`). NaN
+    shard's rate, grouped as museval groups them
+    (:func:`musicsep.evaluate.track.museval_groups`). NaN
     frames are skipped as museval's medians skip them (+inf, an estimate
     equal to its reference, counts as NaN, as museval stores it); a group
     with a reference or estimate silent over the whole track, which museval
     refuses to score, is NaN throughout."""
     from musicsep.data.shard import Shard
     from musicsep.evaluate.bsseval import SilentSource, sdr
-    from musicsep.evaluate.track import accompaniment
+    from musicsep.evaluate.track import accompaniment, museval_groups
 
     with Shard(shard) as sh:
         mixture, sources, rate = sh.mixture(), sh.sources(), sh.sample_rate
@@ -80,7 +75,7 @@ def track_sdr(shard: str, separator) -> np.ndarray:
     references["accompaniment"] = accompaniment(references)
     estimates = separator.separate(mixture)
     medians = {}
-    for group, kept in SDR_GROUPS:
+    for group, kept in museval_groups(TARGETS):
         try:
             frames = sdr(np.stack([references[t] for t in group]),
                          np.stack([estimates[t].T for t in group]).astype(np.float64), rate, rate)
