@@ -34,25 +34,23 @@ class NumpyOps:
         import scipy.fft
         return scipy.fft.irfft(x, n=n, axis=-1, workers=self.threads)
 
-    einsum = staticmethod(np.einsum)
-
-    def cross(self, heads, tails, out=None):
-        """``out[i, j, f] += sum_b conj(heads[b, i]) * tails[b, j]`` (numpy's
-        einsum is several times slower at it than these products; adding
-        into one array spares the page faults of a fresh one per batch)."""
+    def cross(self, heads, tails, out=None, count=None):
+        """``out[i, j, f] += sum_b conj(heads[b, i, f]) * tails[b, j, f]`` for
+        the first ``count`` rows ``j`` of ``tails`` (default all)."""
+        from musicsep.evaluate import kernels
         if out is None:
-            out = np.zeros((heads.shape[1],) + tails.shape[1:], dtype=np.complex128)
-        row = np.empty(heads.shape[2], dtype=np.complex128)
-        product = np.empty(tails.shape[1:], dtype=np.complex128)
-        for b in range(len(heads)):
-            for i in range(heads.shape[1]):
-                out[i] += np.multiply(np.conjugate(heads[b, i], out=row), tails[b], out=product)
+            out = np.zeros((heads.shape[1], count or tails.shape[1], tails.shape[2]), dtype=np.complex128)
+        kernels.cross_accumulate(heads, tails, out)
         return out
 
-    def energy(self, X, w):
-        """``sum_f w_f |X[..., f]|^2`` over the last two axes."""
-        power = X.view(np.float64) ** 2
-        return (power.reshape(*X.shape[:-2], -1) @ np.repeat(w, 2)[None].repeat(X.shape[-2], 0).ravel())
+    def energies(self, S, E, Cf, Cjf, w):
+        """The images decomposition's energies ``[term, frame, source]`` of
+        frames with reference and estimate spectra ``S``, ``E`` ``(frames,
+        sources x channels, bins)`` (:func:`~musicsep.evaluate.kernels.frame_energies`)."""
+        from musicsep.evaluate import kernels
+        out = np.empty((7, len(S), Cjf.shape[0]))
+        kernels.frame_energies(S, E, Cf, Cjf, w, out)
+        return out
 
     def solve(self, A, B):
         """``A^-1 B`` for the regularised Gram matrix ``A`` (museval's
@@ -88,8 +86,8 @@ class NumpyOps:
                 total = fn(item, total)
             return total
 
-        return sum(total for total in self.map(share, list(range(min(self.threads, len(items)))))
-                   if total is not None)
+        return _sum([total for total in self.map(share, list(range(min(self.threads, len(items)))))
+                     if total is not None])
 
 
 @dataclass
@@ -113,15 +111,20 @@ class TorchOps:
     def irfft(self, x, n):
         return self.torch.fft.irfft(x, n=n, dim=-1)
 
-    def einsum(self, spec, *xs):
-        return self.torch.einsum(spec, *xs)
-
-    def cross(self, heads, tails, out=None):
-        value = self.torch.einsum("bif,bjf->ijf", heads.conj(), tails)
+    def cross(self, heads, tails, out=None, count=None):
+        value = self.torch.einsum("bif,bjf->ijf", heads.conj(), tails[:, :count])
         return value if out is None else out.add_(value)
 
-    def energy(self, X, w):
-        return self.torch.einsum("...cf,f->...", X.real ** 2 + X.imag ** 2, w)
+    def energies(self, S, E, Cf, Cjf, w):
+        """What :meth:`NumpyOps.energies` computes, as tensor products."""
+        def energy(X):
+            return self.torch.einsum("btcf,f->bt", X.real ** 2 + X.imag ** 2, w)
+
+        P_all = self.torch.einsum("ktcf,bkf->btcf", Cf, S)
+        S, E = S.reshape(P_all.shape), E.reshape(P_all.shape)
+        P_own = self.torch.einsum("tdcf,btdf->btcf", Cjf, S)
+        terms = (S, E - S, P_own - S, P_own, P_all - P_own, P_all, E - P_all)
+        return self.torch.stack([energy(X) for X in terms]).cpu().numpy()
 
     def solve(self, A, B):
         torch = self.torch
@@ -141,6 +144,19 @@ class TorchOps:
         for item in items:
             total = fn(item, total)
         return total
+
+
+def _sum(totals: list):
+    """The sum of running sums, each an array or a tuple of arrays (or None)."""
+    def add(a, b):
+        if isinstance(a, tuple):
+            return tuple(add(x, y) for x, y in zip(a, b))
+        return b if a is None else a if b is None else a + b
+
+    out = totals[0]
+    for total in totals[1:]:
+        out = add(out, total)
+    return out
 
 
 def lstsq(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -7,10 +7,12 @@ slowest step. This module computes the same numbers differently:
 1. **Correlations by blocks.** The filters need the references' and the
    estimates' cross-correlations at 512 lags over the whole track. museval
    takes about 125 full-length complex FFTs and keeps 1023 lags of each;
-   here the track is cut into frame-sized blocks, each block's real FFT is
-   multiplied with the FFT of the reference block extended by the 511
-   samples before it, and the cross-spectra are summed over blocks: one
-   inverse FFT of the sum gives exactly the lags needed.
+   here the track is cut into frame-sized blocks and the products within a
+   block come from the correlation of the blocks' real FFTs (long enough
+   that 511 lags do not wrap round), summed over blocks: one inverse FFT of
+   the sum gives exactly the lags needed. The products that straddle a
+   block's start (its first 511 samples against the 511 before it) come
+   from short transforms of those edges.
 2. **One factorisation.** The Gram matrix of the delayed references (4096
    square for 4 stereo sources) is factored once (Cholesky, LU when it is
    not positive definite, least squares when singular, as museval falls
@@ -21,10 +23,13 @@ slowest step. This module computes the same numbers differently:
    references are products of spectra (the frame FFT is long enough for the
    full linear convolution, as museval's ``fftconvolve``), and the energies
    of the decomposition's terms come from Parseval's identity; nothing goes
-   back to the time domain. SDR needs no filters at all: it is
-   ``||s||^2 / ||s_hat - s||^2`` per frame (:func:`sdr`).
+   back to the time domain. With museval's default hop (the window), the
+   frames are step 1's blocks and their spectra are kept from it. SDR needs
+   no filters at all: it is ``||s||^2 / ||s_hat - s||^2`` per frame
+   (:func:`sdr`).
 
-Everything is float64 (float32 is not enough: errors of 21-42 dB were
+On the CPU the loops over spectra are compiled (:mod:`musicsep.evaluate.kernels`)
+and the batches run in ``threads`` threads. Everything is float64 (float32 is not enough: errors of 21-42 dB were
 measured where the Gram matrix is ill-conditioned). The same code runs on numpy/scipy (CPU) and on
 torch (CPU or CUDA, ``device=``). museval's conventions are kept: arrays
 ``(sources, samples, channels)``, estimates padded or cut to the references'
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from musicsep.evaluate import kernels
 from musicsep.evaluate.backend import EPS, NumpyOps, TorchOps
 
 FILTERS_LEN = 512
@@ -94,43 +100,28 @@ def _inputs(references, estimates) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return refs, [fit_length(e, shape[0]) for e in ests]
 
 
-def channel_sum(x: np.ndarray) -> np.ndarray:
-    """A source's ``(samples, channels)`` sum over channels, museval's
-    silence criterion (without numpy's slow reduction over a short axis)."""
-    if x.shape[1] == 1:
-        return x[:, 0]
-    out = np.add(x[:, 0], x[:, 1])
-    for c in range(2, x.shape[1]):
-        out += x[:, c]
-    return out
-
-
-def _sounding(x: np.ndarray) -> np.ndarray:
-    """The number of samples with a non-zero channel sum before each index."""
-    count = np.zeros(len(x) + 1, dtype=np.int64)
-    np.cumsum(channel_sum(x) != 0, out=count[1:])
-    return count
+def _window_bounds(wins: list[slice]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([w.start for w in wins], dtype=np.int64), np.array([w.stop for w in wins], dtype=np.int64))
 
 
 def silent_windows(x: np.ndarray, wins: list[slice]) -> np.ndarray:
     """Per window, whether a source ``(samples, channels)`` is silent in it as
     museval sees it (a zero channel sum at every sample)."""
-    count = _sounding(x)
-    return np.array([count[w.stop] == count[w.start] for w in wins], dtype=bool)
+    return kernels.silent_windows(x, *_window_bounds(wins))
 
 
 def silent_frames(references: list[np.ndarray], estimates: list[np.ndarray], wins: list[slice]) -> np.ndarray:
     """Per frame of ``wins``, whether museval leaves it NaN for every source:
     some reference or estimate is silent in it. Raises
     :class:`SilentSource` for a source zero over the whole track."""
-    starts, stops = [w.start for w in wins], [w.stop for w in wins]
+    bounds = _window_bounds([*wins, slice(0, len(references[0]))])
     silent = np.zeros(len(wins), dtype=bool)
     for kind, sources in (("reference", references), ("estimate", estimates)):
         for index, x in enumerate(sources):
-            count = _sounding(x)
-            if count[-1] == 0:
+            found = kernels.silent_windows(x, *bounds)
+            if found[-1]:
                 raise SilentSource(kind, index)
-            silent |= count[stops] == count[starts]
+            silent |= found[:-1]
     return silent
 
 
@@ -187,17 +178,15 @@ def _solve(xp, A: np.ndarray, D: np.ndarray, rep: np.ndarray, L: int) -> np.ndar
     return split.reshape(len(rep) * L, -1)
 
 
-def _blocks(xs: list[np.ndarray], starts, n: int, width: int, before: int = 0, out=None) -> np.ndarray:
+def _blocks(xs: list[np.ndarray], starts, n: int, width: int, before: int = 0) -> np.ndarray:
     """Sources ``(samples, nchan)`` -> ``(len(starts), nsrc*nchan, width)``:
     samples ``[start - before, start + n)`` of each channel from index 0,
     zero outside the signal and after them."""
-    length, nchan = xs[0].shape
-    if out is None:
-        out = np.zeros((len(starts), len(xs) * nchan, width))
-    for b, start in enumerate(starts):
-        lo, hi = max(0, start - before), min(length, start + n)
-        for k, x in enumerate(xs):
-            out[b, k * nchan:(k + 1) * nchan, lo - (start - before):hi - (start - before)] = x[lo:hi].T
+    nchan = xs[0].shape[1]
+    out = np.empty((len(starts), len(xs) * nchan, width))
+    starts = np.asarray(starts, dtype=np.int64)
+    for k, x in enumerate(xs):
+        kernels.fill_blocks(x, starts, n, before, out, k * nchan)
     return out
 
 
@@ -220,26 +209,41 @@ def _fast_len(n: int) -> int:
 
 
 def _correlations(references: list[np.ndarray], estimates: list[np.ndarray] | None, block: int, L: int, xp,
-                  batch: int) -> np.ndarray:
+                  batch: int, keep: dict | None = None) -> np.ndarray:
     """``corr[i, j, d] = sum_n x_i[n] s_j[n - d]`` for ``d`` in ``0..L-1``, ``x``
     the reference channels then the estimate channels (if given), ``s`` the
-    reference channels: each block's spectrum times the spectrum of the
-    reference block extended by the ``L - 1`` samples before it, summed over
-    blocks, then one inverse FFT. (Keeping the blocks' spectra for the
-    frames, which are the same, was slower: page faults on this much fresh
-    memory cost more than the transforms.)"""
-    length = len(references[0])
+    reference channels, by blocks: the products ``x_i[n] s_j[n - d]`` within
+    a block are the correlations of the blocks' spectra (long enough for
+    ``L - 1`` lags without wrapping round), summed over blocks, one inverse
+    FFT at the end; those that straddle a block's start pair the block's
+    first ``L - 1`` samples with the ``L - 1`` before it (short transforms).
+    ``keep`` (a dict) receives the blocks' spectra ``(blocks, channels,
+    bins)`` by batch: ``{first block: spectra}``."""
+    length, K = len(references[0]), len(references) * references[0].shape[1]
     xs = references + (estimates or [])
-    n_fft = _fast_len(block + L - 1)
+    n_fft, n_edge = _fast_len(block + L - 1), _fast_len(2 * L)
     batches = _batches(list(range(0, length, block)), batch)
 
     def cross_spectra(part, total):
+        within, straddling = total or (None, None)
         heads = xp.rfft(xp.asarray(_blocks(xs, part, block, n_fft)), n_fft)
-        tails = xp.rfft(xp.asarray(_blocks(references, part, block, n_fft, before=L - 1)), n_fft)
-        return xp.cross(heads, tails, total)
+        if keep is not None:
+            keep[part[0] // block] = heads
+        within = xp.cross(heads, heads, within, K)
+        inside = [start for start in part if start > 0]
+        if inside:
+            firsts = xp.rfft(xp.asarray(_blocks(xs, inside, L - 1, n_edge)), n_edge)
+            befores = xp.rfft(xp.asarray(_blocks(references, inside, 0, n_edge, before=L - 1)), n_edge)
+            straddling = xp.cross(firsts, befores, straddling)
+        return within, straddling
 
-    spectra = xp.reduce(cross_spectra, batches)
-    return xp.numpy(xp.irfft(spectra, n_fft)[..., :L])[..., ::-1]
+    within, straddling = xp.reduce(cross_spectra, batches)
+    lags = np.arange(L)
+    # conj(X_i) S_j is the correlation sum_n x_i[n] s_j[n + k]: lag d at k = -d
+    corr = xp.numpy(xp.irfft(within, n_fft))[..., -lags % n_fft]
+    if straddling is not None:   # x_i's first L - 1 samples against s_j's L - 1 before: d at k = L - 1 - d
+        corr += xp.numpy(xp.irfft(straddling, n_edge))[..., L - 1 - lags]
+    return corr
 
 
 def gram(references, window: int = 44100, filters_len: int = FILTERS_LEN) -> np.ndarray:
@@ -284,8 +288,10 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
     wins = frames(window, hop, length)
     silent = silent_frames(references, estimates, wins)
 
-    # 1. cross-correlations of every (reference or estimate channel, reference channel) pair
-    corr = _correlations(references, estimates, min(window, length), L, xp, batch)
+    # 1. cross-correlations of every (reference or estimate channel, reference channel) pair;
+    # when the frames are the correlations' blocks (hop = window), their spectra are kept for 3.
+    spectra = {} if hop == window else None
+    corr = _correlations(references, estimates, min(window, length), L, xp, batch, spectra)
 
     # 2. the filters, from museval's regularised Gram matrix G + eps I
     A = _toeplitz_blocks(corr[:K])
@@ -308,18 +314,27 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
     Cjf = xp.rfft(xp.asarray(np.ascontiguousarray(Cj.transpose(0, 1, 3, 2))), n_fft)  # [t, ci, c, f]
     scored = [t for t in range(len(wins)) if not silent[t]]
 
-    def frame_energies(part):
-        starts = [wins[t].start for t in part]
-        both = xp.rfft(xp.asarray(_blocks(references + estimates, starts, frame_len, n_fft)), n_fft)
-        S, E = both[:, :K], both[:, K:]                                                  # [b, k, f]
-        P_all = xp.einsum("ktcf,bkf->btcf", Cf, S)
-        S, E = S.reshape(P_all.shape), E.reshape(P_all.shape)
-        P_own = xp.einsum("tdcf,btdf->btcf", Cjf, S)
-        found = [xp.energy(X, w) for X in (S, E - S, P_own - S, P_own, P_all - P_own, P_all, E - P_all)]
-        return part, np.stack([xp.numpy(x) for x in found]).transpose(0, 2, 1)   # [term, t, b]
+    def frame_energies(item):
+        first, part = item
+        if spectra is None:
+            starts = [wins[t].start for t in part]
+            both = xp.rfft(xp.asarray(_blocks(references + estimates, starts, frame_len, n_fft)), n_fft)
+        else:       # the batch of blocks from ``first`` on, less those not scored
+            both = spectra.pop(first)
+            rows = [t - first for t in part]
+            if rows != list(range(len(both))):
+                both = both[rows]
+        return part, xp.energies(both[:, :K], both[:, K:], Cf, Cjf, w).transpose(0, 2, 1)   # [term, t, b]
 
+    if spectra is None:
+        items = [(part[0], part) for part in _batches(scored, batch)]
+    else:
+        scored = set(scored)
+        items = [(first, [t for t in range(first, min(first + batch, len(wins))) if t in scored])
+                 for first in range(0, len(wins), batch)]
     energies = np.full((7, nsrc, len(wins)), np.nan)
-    for part, found in xp.map(frame_energies, _batches(scored, batch)):
+    for part, found in xp.map(frame_energies, [item for item in items if item[1]]):
         energies[:, :, part] = found
+    spectra = None          # frees what no frame used
     s, e_total, e_spat, s_own, e_interf, s_all, e_artif = energies
     return _db(s, e_total), _db(s, e_spat), _db(s_own, e_interf), _db(s_all, e_artif)
