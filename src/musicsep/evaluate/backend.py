@@ -36,11 +36,13 @@ class NumpyOps:
 
     def cross(self, heads, tails, out=None, count=None):
         """``out[i, j, f] += sum_b conj(heads[b, i, f]) * tails[b, j, f]`` for
-        the first ``count`` rows ``j`` of ``tails`` (default all)."""
+        the first ``count`` rows ``j`` of ``tails`` (default all); when
+        ``tails`` is ``heads``, those with ``j < i < count`` are left out
+        (they are conjugates of the others)."""
         from musicsep.evaluate import kernels
         if out is None:
             out = np.zeros((heads.shape[1], count or tails.shape[1], tails.shape[2]), dtype=np.complex128)
-        kernels.cross_accumulate(heads, tails, out)
+        kernels.cross_accumulate(heads, tails, out, tails is heads)
         return out
 
     def energies(self, S, E, Cf, Cjf, w):

@@ -238,6 +238,8 @@ def _correlations(references: list[np.ndarray], estimates: list[np.ndarray] | No
         return within, straddling
 
     within, straddling = xp.reduce(cross_spectra, batches)
+    lower = np.tril_indices(K, -1)
+    within[lower] = within[lower[::-1]].conj()       # the reference pairs (j, i) from (i, j)
     lags = np.arange(L)
     # conj(X_i) S_j is the correlation sum_n x_i[n] s_j[n + k]: lag d at k = -d
     corr = xp.numpy(xp.irfft(within, n_fft))[..., -lags % n_fft]

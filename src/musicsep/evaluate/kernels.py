@@ -24,16 +24,18 @@ _jit = numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 
 
 @_jit
-def cross_accumulate(heads, tails, out):
+def cross_accumulate(heads, tails, out, upper):
     """``out[i, j, f] += sum_b conj(heads[b, i, f]) * tails[b, j, f]`` for the
-    rows ``j`` of ``out`` (the first rows of ``tails``): a chunk of ``out``
-    stays in cache while the blocks ``b`` are added."""
+    rows ``j`` of ``out`` (the first rows of ``tails``); with ``upper``
+    (``tails`` is ``heads``), only ``j >= i`` where both index the same
+    rows, the others being their conjugates. A chunk of ``out`` stays in
+    cache while the blocks ``b`` are added."""
     nb, ni, nf = heads.shape
     nj = out.shape[1]
     for f0 in range(0, nf, CHUNK):
         f1 = min(nf, f0 + CHUNK)
         for i in range(ni):
-            for j in range(nj):
+            for j in range(i if upper and i < nj else 0, nj):
                 row = out[i, j, f0:f1]
                 for b in range(nb):
                     _conj_mac(row, heads[b, i, f0:f1], tails[b, j, f0:f1])
