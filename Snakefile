@@ -2,9 +2,8 @@
 # This file is the table of contents; helpers live in rules/common.smk and the
 # work in the musicsep package (src/musicsep), which every rule calls.
 
-configfile: "config/config.yaml"
 
-
+# first: the configfile (config/config.yaml) and its checks
 include: "rules/common.smk"
 
 

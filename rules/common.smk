@@ -1,4 +1,4 @@
-# Parse-time helpers: config validation, the track table, input functions.
+# Parse-time helpers: the config and its checks, the track table, input functions.
 import json
 import os
 import re
@@ -11,25 +11,49 @@ try:
     from musicsep import ORACLES, TARGETS, MusicsepError, oracle_system
     from musicsep.models.registry import MODELS
     from musicsep.report import EXCERPT_SECONDS
-    from musicsep.workflow.plan import check_container, experiment_specs, load_config, plan, use_this_python
+    from musicsep.workflow.check import WORKFLOW_CONFIGFILE, check_workflow, read_source
+    from musicsep.workflow.plan import check_container, use_this_python
 except ImportError as err:
     raise WorkflowError(
         f"the musicsep package cannot be imported ({err}); run `make setup` "
         "and use .venv/bin/snakemake, or install it with `pip install -e .`"
     )
 
+
+def config_error(err):
+    """A bad config: its problems, one line each naming the config file and
+    key, and exit status 1 (a WorkflowError would point at this file)."""
+    print(err, file=sys.stderr)
+    sys.exit(1)
+
+
+# The workflow's config file (config/config.yaml of the working directory;
+# every --configfile and --config go over it), read by us first so that a YAML
+# error names its line. Files given with --configfile Snakemake reads before
+# this file runs: `musicsep check-config FILE` names the line of theirs.
+if os.path.exists(WORKFLOW_CONFIGFILE):
+    try:
+        read_source(WORKFLOW_CONFIGFILE)
+    except MusicsepError as err:
+        config_error(err)
+
+
+configfile: WORKFLOW_CONFIGFILE
+
+
+# the checks `musicsep check-config` makes: schema, experiments, dataset
 try:
-    config.update(load_config(config, workflow.basedir))
-    PLAN = plan(config)
-    SPECS = experiment_specs(config)
-    # checked now, reported as an error when jobs are about to run (onstart),
-    # so that a dry run works before the image is built
-    CONTAINER_PROBLEM = check_container(
-        config["container"], DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method,
-        strict=False,
-    )
+    CHECKED = check_workflow(workflow, config)
 except MusicsepError as err:
-    raise WorkflowError(str(err))
+    config_error(err)
+config.update(CHECKED.config)
+PLAN, SPECS = CHECKED.plan, CHECKED.specs
+# checked now, reported as an error when jobs are about to run (onstart),
+# so that a dry run works before the image is built
+CONTAINER_PROBLEM = check_container(
+    config["container"], DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method,
+    strict=False,
+)
 
 if CONTAINER_PROBLEM:
     print(f"warning: {CONTAINER_PROBLEM}", file=sys.stderr)

@@ -2,7 +2,7 @@ import pytest
 from conftest import ROOT
 
 from musicsep import MusicsepError
-from musicsep.workflow.config import constant, load_yaml, validate
+from musicsep.workflow.config import constant, layer, load_yaml, validate
 
 SCHEMA = ROOT / "config" / "schema.yaml"
 
@@ -73,15 +73,12 @@ def test_strings_from_the_command_line_are_coerced():
 
 
 def test_toy_config_layers_on_the_default():
-    import copy
-
-    base = load_yaml(ROOT / "config" / "config.yaml")
-    toy = load_yaml(ROOT / "config" / "toy.yaml")
-    merged = copy.deepcopy(base)
-    for key, value in toy.items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) and key != "experiments" else value
-    config = validate(merged, SCHEMA)
-    assert config["experiments"]["baseline"]["model_args"]["hidden"] < 300
+    """As `make run` layers them (Snakemake's --configfile merge, tested against
+    snakemake.utils.update_config in test_config_check.py)."""
+    config = validate(layer([load_yaml(ROOT / "config" / "config.yaml"), load_yaml(ROOT / "config" / "toy.yaml")]),
+                      SCHEMA)
+    assert config["experiments"]["baseline"]["model_args"] == {"hidden": 48, "layers": 2, "dropout": 0.1}
+    assert config["training"]["epochs"] == 5 and config["training"]["plateau_factor"] == 0.5
 
 
 @pytest.mark.parametrize("block, message", [

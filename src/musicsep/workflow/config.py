@@ -6,13 +6,16 @@ a value the code also uses is written once. Errors name
 the key by its dotted path (``data.sample_rate``), and unknown keys are
 rejected with the keys that are allowed in their place. What the schema
 cannot state, a rule across keys of an experiment's merged ``training``
-block, is checked after it (:func:`_training_errors`).
+block, is checked after it (:func:`_training_errors`). Config files are
+layered as Snakemake layers them (:func:`layer`); what the workflow checks at
+parse time, with each problem's config file, is :mod:`musicsep.workflow.check`.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +25,75 @@ import yaml
 from musicsep import MusicsepError
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Read a YAML file with ``safe_load``; errors name the file."""
+def load_yaml(path: str | Path, name: str | None = None) -> Any:
+    """Read a YAML file with ``safe_load``; errors name the file (as ``name``
+    when given), and the line of a YAML error."""
     path = Path(path)
+    where = path if name is None else name
     try:
         with open(path) as fh:
             return yaml.safe_load(fh)
     except FileNotFoundError:
-        raise MusicsepError(f"{path}: file not found") from None
+        raise MusicsepError(f"{where}: file not found") from None
     except yaml.YAMLError as err:
-        raise MusicsepError(f"{path}: not valid YAML: {err}") from None
+        raise MusicsepError(f"{where}: {_yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise MusicsepError(f"{where}: not UTF-8 text") from None
+    except OSError as err:
+        raise MusicsepError(f"{where}: cannot be read ({err.strerror})") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: where the parser stopped, and why."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context", None)
+    if context and getattr(err, "context_mark", None) is not None:
+        context = f"{context} from {at(err.context_mark)}"
+    what = [str(part) for part in (context, getattr(err, "problem", None)) if part]
+    where = f"{at(mark)}: " if mark is not None else ""
+    return f"{where}not valid YAML ({': '.join(what) or ' '.join(str(err).split())})"
+
+
+def read_config_file(path: str | Path, name: str | None = None) -> dict:
+    """A config file's keys (:func:`load_yaml`, errors naming ``name``); like
+    Snakemake, a file whose top level is not a mapping of keys to values is
+    refused."""
+    values = load_yaml(path, name)
+    if not isinstance(values, dict):
+        found = type(values).__name__ if values is not None else "nothing"
+        raise MusicsepError(f"{path if name is None else name}: a config file must be a mapping of keys to "
+                            f"values at its top level (found {found})")
+    return values
+
+
+def layer(configs: Iterable[dict]) -> dict:
+    """Config files layered as Snakemake layers ``--configfile`` files (and
+    ``--config`` over them): ``snakemake.utils.update_config`` applied in
+    order. A later mapping merges into the earlier one key by key, recursively;
+    any other value (a list, a number, null) replaces what was there; and a
+    non-empty mapping over a value that is not one replaces it."""
+    def update(base, over: Mapping):
+        for key, value in over.items():
+            if not isinstance(base, Mapping):
+                base = {}
+            base[key] = update(base.get(key, {}), value) if isinstance(value, Mapping) else value
+        return base
+
+    merged: dict = {}
+    for config in configs:
+        update(merged, copy.deepcopy(config))
+    return merged
+
+
+class ConfigError(MusicsepError):
+    """The problems of a configuration, one line each, with the key each
+    names (a path: ``("data", "sample_rate")``) in ``problems``."""
+
+    def __init__(self, problems: list[tuple[tuple, str]]):
+        self.problems = problems
+        super().__init__("\n".join(message for _, message in problems))
 
 
 _TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
@@ -108,38 +170,36 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def _message(err: jsonschema.ValidationError) -> str:
+def _problems(err: jsonschema.ValidationError) -> list[tuple[tuple, str]]:
+    """A schema error as (key, line) problems: an unknown key each on its own."""
+    path = tuple(err.absolute_path)
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
-        unknown = sorted(set(err.instance) - set(allowed))
-        where = _key(err.absolute_path)
-        names = ", ".join(
-            _key([*err.absolute_path, key]) for key in unknown
-        )
-        return (f"unknown config key {names} (allowed in {where}: "
-                f"{', '.join(allowed)})")
-    return f"config key {_key(err.absolute_path)}: {err.message}"
+        return [((*path, key), (f"unknown config key {_key([*path, key])} (allowed in {_key(path)}: "
+                                f"{', '.join(allowed)})"))
+                for key in sorted(set(err.instance) - set(allowed))]
+    return [(path, f"config key {_key(path)}: {err.message}")]
 
 
 def validate(config: dict | None, schema: dict | str | Path) -> dict:
     """Validate ``config`` against ``schema`` (a dict or a YAML file) and return
-    a new dict with every default filled in. Raises MusicsepError naming the
-    offending key(s)."""
+    a new dict with every default filled in. Raises ConfigError naming the
+    offending key(s), one line each."""
     if not isinstance(schema, dict):
         schema = load_yaml(schema)
     config = copy.deepcopy(config) if config is not None else {}
     if not isinstance(config, dict):
-        raise MusicsepError("the configuration must be a mapping of keys to values")
+        raise ConfigError([((), "the configuration must be a mapping of keys to values")])
     config = _coerce_tree(schema, _fill_defaults(schema, config), schema)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = [_message(e) for e in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))]
-    errors = errors or _training_errors(config)
-    if errors:
-        raise MusicsepError("invalid configuration:\n  " + "\n  ".join(errors))
+    problems = sorted((problem for err in validator.iter_errors(config) for problem in _problems(err)),
+                      key=lambda problem: [str(part) for part in problem[0]]) or _training_errors(config)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
     return config
 
 
-def _training_errors(config: dict) -> list[str]:
+def _training_errors(config: dict) -> list[tuple[tuple, str]]:
     """What the schema cannot check: each experiment trains with the shared
     ``training`` block under its own, and ``select_by: sdr`` needs SDR
     computed (``sdr_every`` > 0). The keys are named where they are set."""
@@ -149,9 +209,10 @@ def _training_errors(config: dict) -> list[str]:
     for name, exp in (config.get("experiments") or {}).items():
         own = exp.get("training") or {}
         merged = {**shared, **own}
-        key = {k: f"experiments.{name}.training.{k}" if k in own else f"training.{k}"
+        key = {k: ("experiments", name, "training", k) if k in own else ("training", k)
                for k in ("select_by", "sdr_every")}
         if merged.get("select_by") == "sdr" and not merged.get("sdr_every"):
-            errors.append(f"config key {key['select_by']}: 'sdr' needs {key['sdr_every']} > 0 (the epochs "
-                          "that compute SDR; it is 0: never)")
+            errors.append((key["select_by"], (f"config key {_key(key['select_by'])}: 'sdr' needs "
+                                              f"{_key(key['sdr_every'])} > 0 (the epochs that compute SDR; "
+                                              "it is 0: never)")))
     return list(dict.fromkeys(errors))
