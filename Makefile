@@ -1,8 +1,14 @@
-# The two commands of the README:
-#   make run    set up (once), then run the workflow on the built-in toy MUSDB
-#   make test   set up (once), then run the test suite
+# The commands of the README:
+#   make run      set up (once), then run the workflow on the built-in toy MUSDB
+#   make report   then report.html, the run's HTML report
+#   make test     set up (once), then run the test suite
 VENV ?= .venv
 PROFILE ?= profiles/default
+# The run of make run, report, dry-run and dag: the toy run. The paper-size
+# experiments (GPUs): make run CONFIG=config/config.yaml
+# (CONFIG and REPORT are set here, not taken from the environment: make CONFIG=...)
+CONFIG = config/config.yaml config/toy.yaml
+REPORT = report.html
 SNAKEMAKE_ARGS ?=
 RESULTS ?= results
 DAG_DIR ?= $(RESULTS)/dag
@@ -18,8 +24,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/setup.sh
 
 setup: $(VENV)/.installed
 
+# SNAKEMAKE_ARGS before --configfile, which would take a target after it for a file
+SNAKEMAKE = snakemake --profile $(PROFILE) $(SNAKEMAKE_ARGS) --configfile $(CONFIG)
+
 run: $(VENV)/.installed
-	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS)
+	$(SNAKEMAKE)
 	@cat results/data/summary.md results/summary.md
 
 test: $(VENV)/.installed
@@ -29,19 +38,21 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	python -m pytest -m "not slow"
 
+# The HTML report of a finished run (snakemake --report; after make run).
 report: $(VENV)/.installed
-	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml --report report.html
+	$(SNAKEMAKE) --report $(REPORT)
+	@echo "$(REPORT): open it in a browser"
 
 dry-run: $(VENV)/.installed
-	snakemake --profile $(PROFILE) -n $(SNAKEMAKE_ARGS)
+	$(SNAKEMAKE) -n
 
 # The job DAG and the rule graph of `make run`'s workflow, from a dry run, as SVG
 # (graphviz's dot, installed with apt where missing).
 dag: $(VENV)/.installed
 	bash scripts/need.sh dot graphviz
 	mkdir -p $(DAG_DIR)
-	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS) --dag > $(DAG_DIR)/dag.dot
-	snakemake --profile $(PROFILE) --configfile config/config.yaml config/toy.yaml $(SNAKEMAKE_ARGS) --rulegraph > $(DAG_DIR)/rules.dot
+	$(SNAKEMAKE) --dag > $(DAG_DIR)/dag.dot
+	$(SNAKEMAKE) --rulegraph > $(DAG_DIR)/rules.dot
 	dot -Tsvg $(DAG_DIR)/dag.dot -o $(DAG_DIR)/dag.svg
 	dot -Tsvg $(DAG_DIR)/rules.dot -o $(DAG_DIR)/rules.svg
 	@echo "$(DAG_DIR)/dag.svg $(DAG_DIR)/rules.svg"

@@ -7,6 +7,7 @@ from musicsep.data import SHARD_FORMAT
 if PLAN.is_toy:
 
     rule toy_musdb:
+        priority: 30
         output:
             PLAN.dataset,
         params:
@@ -26,6 +27,7 @@ if PLAN.is_toy:
 
 
 rule shard:
+    priority: 30
     input:
         shard_inputs,
     output:
@@ -51,6 +53,7 @@ rule shard:
 
 
 rule tracks:
+    priority: 30
     input:
         shards(),
     output:
@@ -64,6 +67,7 @@ rule tracks:
 
 
 rule stats:
+    priority: 30
     input:
         shards("train"),
     output:
@@ -82,6 +86,7 @@ rule stats:
 
 
 rule data_summary:
+    priority: 30
     input:
         tracks=rules.tracks.output[0],
         stats=rules.stats.output[0],

@@ -1,7 +1,14 @@
 # Evaluation: museval (BSS Eval v4) per (system, track), and the aggregate tables.
+#
+# Job priorities (`priority:`; a free core goes to the ready job of the highest):
+# 50 train; 40 evaluate of a trained model; 30 separate and the data rules
+# (toy_musdb, shard, tracks, stats, data_summary); 0 the rest: the oracles and
+# their evaluation, aggregate, the figures. So the trainings start as soon as
+# their data are there, and a model's scores come before the oracles'.
 
 
 rule evaluate:
+    priority: lambda wc: 40 if wc.system in SPECS else 0
     input:
         shard=SHARD,
         estimates=expand(f"{ESTIMATES}/{{target}}.wav", target=TARGETS, allow_missing=True),

@@ -10,6 +10,7 @@ wildcard_constraints:
 rule separate:
     wildcard_constraints:
         system="|".join(re.escape(name) for name in SPECS),
+    priority: 30
     input:
         shard=SHARD,
         model=f"{RESULTS}/models/{{system}}/model.pt",

@@ -14,6 +14,8 @@ if os.environ.get("PATH", "").split(os.pathsep)[0] != SCRIPTS:
 
 
 rule train:
+    # trainings first (the priorities: rules/evaluate.smk)
+    priority: 50
     input:
         tracks=rules.tracks.output[0],
         stats=rules.stats.output[0],

@@ -2,16 +2,23 @@
 excerpt that stempeg ships, small toy datasets, shards written from arrays by
 the package's own writer (``make_shard``), and Snakemake runs of the workflow
 (``snakemake``). The tests mirror the package's layout in subfolders; this
-file and tests/localslurm.py serve them all (``from conftest import ROOT``)."""
+file and tests/localslurm.py serve them all (``from conftest import ROOT``).
+
+At the end of the session, after every fixture's tear-down, a check fails the
+session (exit status 1) when a process the tests started still runs: it lists
+and kills them (:func:`session_processes`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +182,119 @@ def job_counts(output: str) -> dict:
     """rule -> number of jobs, from the "Job stats" table of Snakemake's output."""
     table = output[output.index("Job stats:"):]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+# --------------------------------------------------------------------------- processes left behind
+
+SESSION_MARK = "MUSICSEP_TEST_SESSION"
+"""An environment variable set for this session: every process the tests start inherits it."""
+os.environ[SESSION_MARK] = f"{os.getpid()}.{time.time_ns()}"
+LEFTOVER_WAIT_S = float(os.environ.get("MUSICSEP_TEST_LEFTOVER_WAIT_S", "20"))
+"""How long processes still stopping at the end of the session get to end before they count as left behind."""
+
+
+def process_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (parent pid, state letter, start time in clock ticks) of every
+    process, from /proc/PID/stat."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            table[int(entry.name)] = (int(fields[1]), fields[0], int(fields[19]))
+    return table
+
+
+def descendants(pid: int, table: dict | None = None) -> list[int]:
+    """The running processes below ``pid``: its children, theirs, ... (zombies,
+    which have exited, left out)."""
+    table = process_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return [p for p in found if table[p][1] != "Z"]
+
+
+def running(processes: dict[int, int]) -> list[int]:
+    """Those of ``processes`` (pid -> start time, which tells a reused pid) still running."""
+    table = process_table()
+    return [pid for pid, start in processes.items() if pid in table and table[pid][2] == start
+            and table[pid][1] != "Z"]
+
+
+def wait_until_gone(processes: dict[int, int], polls: int = 1000) -> list[int]:
+    """Poll until none of ``processes`` (as :func:`running` takes them) runs, at
+    most ``polls`` times; returns those still running."""
+    for _ in range(polls):
+        if not (left := running(processes)):
+            return left
+        time.sleep(0.05)
+    return running(processes)
+
+
+def command_line(pid: int) -> str | None:
+    """A process's command line, None when it has gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def session_processes() -> dict[int, str]:
+    """pid -> command line of the processes this session started that still
+    run: this process's descendants, and every process carrying this session's
+    :data:`SESSION_MARK` (orphans too, which the system took over: a
+    ``musicsep`` command's workers left by their killed parent). Left out:
+    this process and its own multiprocessing helper (the resource tracker),
+    which end together."""
+    me, table = os.getpid(), process_table()
+    mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
+    found = set(descendants(me, table))
+    for pid, (_, state, _) in table.items():
+        if pid != me and state != "Z" and pid not in found:
+            with contextlib.suppress(OSError):
+                if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.add(pid)
+    left = {}
+    for pid in found:
+        cmd = command_line(pid)
+        if cmd is not None and not (table[pid][0] == me and "multiprocessing.resource_tracker" in cmd):
+            left[pid] = cmd
+    return left
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """The check of processes left behind: after the tear-down of every fixture
+    (pytest's own pytest_sessionfinish, which runs before this one, ends the
+    session-scoped ones: a local SLURM, ...), those still stopping get a while
+    to end; any left then are listed, killed, and fail the session."""
+    left, end, table = session_processes(), time.monotonic() + LEFTOVER_WAIT_S, process_table()
+    starts = {pid: table[pid][2] for pid in left if pid in table}     # tells a reused pid
+    while left and time.monotonic() < end:
+        time.sleep(0.1)
+        now = session_processes()
+        left = {pid: cmd for pid, cmd in left.items() if pid in now}
+    if not left:
+        return
+    lines = [f"{len(left)} process(es) started by the tests still running after the session, killed now:"]
+    lines += [f"  pid {pid}: {cmd[:400]}" for pid, cmd in sorted(left.items())]
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "processes left behind", red=True, bold=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
+    else:
+        print("\n".join(lines), file=sys.stderr)
+    for pid in running({pid: start for pid, start in starts.items() if pid in left}):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

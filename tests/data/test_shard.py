@@ -274,3 +274,18 @@ def test_hq_zip_toy_round_trip(tmp_path):
         reference, _ = soundfile.read(fh, dtype="float32")
     with h5py.File(out) as h5:
         np.testing.assert_array_equal(h5["audio"][2], reference.T)
+
+
+def test_shard_without_slug_stores_the_workflows_slug(real_musdb, tmp_path):
+    """`musicsep shard` without --slug stores the slug the workflow gives the track
+    (its track table's), not an empty one; the shard's file name plays no part."""
+    from musicsep.data.musdb import scan
+
+    out = tmp_path / "out" / "any-name.h5"
+    proc = subprocess.run([sys.executable, "-m", "musicsep", "shard", str(real_musdb), JULIET,
+                           "--split", "train", "--out", str(out)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    [track] = [t for t in scan(real_musdb)[1] if t.member == JULIET]
+    assert read_attrs(out)["slug"] == track.slug == "juliets_rescue_heartbeats"
+    with Shard(out) as shard:
+        assert shard.slug == track.slug

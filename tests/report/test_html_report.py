@@ -1,4 +1,6 @@
-"""Snakemake's HTML report of a tiny toy run of the workflow (rules/report.smk)."""
+"""Snakemake's HTML report of a tiny toy run of the workflow (rules/report.smk),
+its contents and how it looks in a browser (headless Chromium, where installed:
+Debian's `chromium` package)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,17 @@ import base64
 import json
 import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import snakemake
+from PIL import Image
 from reportdata import PNG
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow, pytest.mark.workflow]
 
 
 def report_variable(page: str, name: str):
@@ -24,10 +31,10 @@ def decoded(entry: dict) -> bytes:
     return base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
 
 
-@pytest.mark.slow
-@pytest.mark.workflow
-def test_html_report_of_a_tiny_toy_run(tmp_path):
-    work = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    """(working directory, report.html) of a tiny toy run's figures and report."""
+    work = tmp_path_factory.mktemp("report") / "run"
     config = ["dataset={toy: {train_tracks: 3, test_tracks: 1, duration: 3.0, seed: 5}}",
               "loader={samples_per_epoch: 8, excerpt_seconds: 1.0, valid_excerpts_per_track: 2}",
               "training={epochs: 2, batch_size: 4, workers: 0}"]
@@ -36,6 +43,11 @@ def test_html_report_of_a_tiny_toy_run(tmp_path):
     report = work / "report.html"
     proc = snakemake(work, "--report", str(report), "plots", config=config)
     assert proc.returncode == 0, proc.stderr
+    return work, report
+
+
+def test_html_report_of_a_tiny_toy_run(tiny_report):
+    work, report = tiny_report
     page = report.read_text()
     results = report_variable(page, "results")
     categories = report_variable(page, "categories")
@@ -67,3 +79,89 @@ def test_html_report_of_a_tiny_toy_run(tmp_path):
         assert decoded(entry).decode().count("<audio controls") == 6
     assert (work / "results" / "plots" / "audio" / slug / "oracle_mwf" / "vocals.wav").exists()
     assert os.path.getsize(report) < 40_000_000
+
+
+# --------------------------------------------------------------------------- in a browser
+
+CHROMIUM = next(filter(None, map(shutil.which, ["chromium", "chromium-browser", "google-chrome"])), None)
+WINDOW = (1280, 900)
+"""A laptop's browser window, in CSS pixels."""
+
+# After the page has loaded, the report app shows the figures one after the
+# other as their "view" buttons do (ButtonViewManager.handleImg in Snakemake's
+# report), and writes each one's natural and displayed size into the page.
+SHOW = """<script>
+window.addEventListener("load", () => {
+  const paths = %s, sizes = {};
+  const show = (k) => {
+    if (k === paths.length) {
+      const out = document.createElement("pre");
+      out.id = "measured";
+      out.textContent = JSON.stringify(sizes);
+      document.body.appendChild(out);
+      return;
+    }
+    const uri = results[paths[k]].data_uri;
+    app.setView({content: "img", contentPath: uri, resultPath: paths[k]});
+    setTimeout(() => {
+      const img = Array.from(document.querySelectorAll("img")).find(i => i.src === uri);
+      const box = img ? img.getBoundingClientRect() : {};
+      sizes[paths[k]] = {natural: img ? img.naturalWidth : null, shown: box.width, left: box.left,
+                         right: box.right, window: document.documentElement.clientWidth};
+      show(k + 1);
+    }, 500);
+  };
+  setTimeout(() => show(0), 1000);
+});
+</script>"""
+
+
+def showing(page: str, paths: list[str], out: Path) -> Path:
+    """``out``: the report ``page`` that shows the figures ``paths`` (:data:`SHOW`)."""
+    end = page.rindex("</body>")
+    out.write_text(page[:end] + SHOW % json.dumps(paths) + page[end:])
+    return out
+
+
+def in_chromium(page, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on ``page`` in a :data:`WINDOW`, with time for the
+    page's scripts (virtual time: it runs as fast as it can)."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           f"--window-size={WINDOW[0]},{WINDOW[1]}", "--virtual-time-budget=30000", *args,
+                           page.as_uri()], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the report with (Debian: apt-get install chromium)")
+def test_the_report_in_a_browser(tiny_report, tmp_path):
+    """Each figure as the report shows it, in a 1280-pixel-wide window:
+    drawn (the screenshot is not blank), and at its natural size, whole,
+    beside the menu: a figure wider than the pane would be shrunk, its text
+    with it (the SDR figures were 17 and 19 inches wide, 1650 and 1850
+    pixels), or cut off."""
+    _, report = tiny_report
+    page = report.read_text()
+    results = report_variable(page, "results")
+    figures = [p for p in results if p.endswith((".svg", ".png"))]
+    scores = ["results/plots/scores/sdr_boxplots.svg", "results/plots/scores/sdr_heatmap.svg"]
+    assert set(scores) <= set(figures) and len(figures) == 10
+    dom = in_chromium(showing(page, figures, tmp_path / "all.html"), "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom.stdout)
+    assert found, "the report did not show the figures"
+    sizes = json.loads(found.group(1).replace("&quot;", '"'))
+    assert sorted(sizes) == sorted(figures)
+    for path, size in sizes.items():
+        assert size["natural"], (path, size)
+        assert size["natural"] <= 1000, (path, size)     # MAX_WIDTH: 10 inches (960 CSS pixels in an SVG)
+        assert size["shown"] >= 0.98 * size["natural"], (path, size)  # not shrunk
+        assert size["left"] >= 0 and size["right"] <= size["window"], (path, size)   # not cut off
+    for path in scores:
+        shot = tmp_path / f"{Path(path).stem}.png"
+        proc = in_chromium(showing(page, [path], tmp_path / f"{Path(path).stem}.html"), f"--screenshot={shot}")
+        assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+        pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
+        assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
+        figure = pixels[:, int(sizes[path]["left"]):int(sizes[path]["right"])]
+        inked = (np.abs(figure - 255).sum(axis=2) > 60).mean()
+        assert 0.02 < inked < 0.9, (path, inked)                   # drawn: neither blank nor a solid block
+        assert len(np.unique(figure.reshape(-1, 3), axis=0)) > 50, path

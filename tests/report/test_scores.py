@@ -4,6 +4,7 @@ plots scores`) on museval-like frame scores."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -82,3 +83,56 @@ def test_scores_errors_are_one_line(tmp_path, capsys):
     assert main(["plots", "scores", str(tmp_path / "s.csv"), "--table", str(tmp_path / "t.html")]) == 1
     assert "--summary" in capsys.readouterr().err
     assert not (tmp_path / "b.svg").exists() and not (tmp_path / "t.html").exists()
+
+
+
+def plot_scores_of(tmp_path, scores: pd.DataFrame, **outputs: str) -> dict:
+    """`musicsep plots scores` on ``scores`` (and its summary.md): each output
+    option (table, medians, box, heatmap) to the file named; returns the paths."""
+    scores.to_csv(tmp_path / "scores.csv", index=False, na_rep="NaN")
+    (tmp_path / "summary.md").write_text(summary_markdown(scores))
+    paths = {name: tmp_path / "plots" / file for name, file in outputs.items()}
+    args = [arg for name, path in paths.items() for arg in (f"--{name}", str(path))]
+    assert main(["plots", "scores", str(tmp_path / "scores.csv"), "--summary", str(tmp_path / "summary.md"),
+                 *args]) == 0
+    return {"summary": tmp_path / "summary.md", **paths}
+
+
+def test_numbers_that_round_to_zero_are_written_0(tmp_path):
+    """No ``-0.00`` in the summary tables (summary.md and its page in the
+    report), the per-track medians or the heat map's cells."""
+    from musicsep.report.common import fixed
+
+    assert [fixed(v) for v in (-0.004, -1e-12, 0.0, -0.0, -0.006, 1.234, math.nan)] == \
+        ["0.00", "0.00", "0.00", "0.00", "-0.01", "1.23", "nan"]
+    assert fixed(-0.04, 1) == "0.0" and fixed(-12.06, 1) == "-12.1"
+    table = score_table()
+    table.loc[table["system"] == "dpcl", "score"] = -0.00001         # every median of dpcl rounds to 0
+    paths = plot_scores_of(tmp_path, table, table="summary.html", medians="medians.csv", heatmap="heat.svg")
+    summary, page = paths["summary"].read_text(), paths["table"].read_text()
+    assert "| dpcl | 3 | 0.00 | 0.00 |" in summary and "<td>dpcl</td><td style=\"text-align:right\">3</td><td style=\"text-align:right\">0.00</td>" in page
+    assert "-0.00" not in summary and "-0.00" not in page
+    medians = paths["medians"].read_text()
+    assert "dpcl,A - One,bass,0.0000,0.0000" in medians and "-0.0000" not in medians
+    cells = re.findall(r"font-size: 8px[^>]*>([^<]*)</text>", paths["heatmap"].read_text())   # the cells' values
+    assert cells.count("0.0") == 3 * 5 and "-0.0" not in cells
+
+
+@pytest.mark.parametrize("systems, tracks", [(7, 3), (7, 50), (30, 5)])
+def test_the_sdr_figures_stay_within_10_inches(tmp_path, systems, tracks):
+    """The report shows a figure at its natural size and shrinks a wider one,
+    text and all: the box plots and heat map wrap their panels onto rows so
+    that they stay within 10 inches (``MAX_WIDTH``, 960 CSS pixels) for the
+    workflow's 7 systems and for 30, and their text keeps 8 points or more."""
+    rng = np.random.default_rng(1)
+    names = [f"system{k}" for k in range(systems - 4)] + ["oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
+    rows = [(s, f"Artist {t} - A title of a length like MUSDB's {t}", target, "SDR", 0, rng.normal(4, 3))
+            for s in names for t in range(tracks) for target in TARGETS]
+    table = pd.DataFrame(rows, columns=["system", "track", "target", "metric", "frame", "score"])
+    paths = plot_scores_of(tmp_path, table, box="box.svg", heatmap="heat.svg")
+    for name in ("box", "heatmap"):
+        root = assert_svg(paths[name])
+        width = float(root.get("width").removesuffix("pt")) / 72
+        assert 4 < width <= 10.25, (name, width)            # bbox_inches="tight" adds a margin to the 10
+        sizes = [float(s) for s in re.findall(r"font-size: ([\d.]+)px", paths[name].read_text())]
+        assert sizes and min(sizes) >= 8, (name, sorted(set(sizes)))

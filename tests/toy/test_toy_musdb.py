@@ -1,11 +1,19 @@
-"""The built-in toy MUSDB: format, determinism, and that it is music."""
+"""The built-in toy MUSDB: format, determinism, that it is music, and that a
+stopped command leaves no worker and no partial output behind."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import musdb
 import numpy as np
 import pytest
 import soundfile
+from conftest import command_line, descendants, process_table, wait_until_gone
 
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS
 from musicsep.data.audio import decode, probe
@@ -114,3 +122,78 @@ def test_hq_layout_and_musdb_reads_both(tmp_path, toy_zip):
     db = musdb.DB(root=str(stems_dir), subsets="train")
     assert len(db) == 2
     assert db[0].targets["vocals"].audio.shape[1] == 2
+
+
+def start_toy_command(out, log, new_session: bool = False) -> tuple[subprocess.Popen, dict[int, int]]:
+    """`musicsep make-toy-musdb` with two workers, its messages to the file
+    ``log`` (a pipe would keep a test waiting on a worker left behind), in a
+    process group of its own with ``new_session``, caught while both workers
+    run and one of them is encoding a track with ffmpeg; returns the command
+    and every process below it then (pid -> start time)."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "musicsep", "make-toy-musdb", str(out), "--train", "4",
+                                 "--test", "0", "--duration", "8", "--jobs", "2"], stderr=err,
+                                start_new_session=new_session)
+    below: dict[int, int] = {}
+    while proc.poll() is None:
+        table = process_table()
+        below = {pid: table[pid][2] for pid in descendants(proc.pid, table)}
+        commands = [(command_line(pid) or "").split(" ")[0] for pid in below]
+        workers = [pid for pid in below if table[pid][0] == proc.pid
+                   and "resource_tracker" not in (command_line(pid) or "")]
+        if len(workers) == 2 and any(Path(c).name == "ffmpeg" for c in commands):
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the command finished before it could be stopped"
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")], "no work folder yet"
+    return proc, below
+
+
+def test_sigterm_ends_the_workers_and_leaves_nothing(tmp_path):
+    """SIGTERM (SLURM's, or a requeued job's checkpoint): the command terminates its
+    workers and their ffmpeg, removes its work folder and exits with 143."""
+    out = tmp_path / "out" / "toy.zip"
+    out.parent.mkdir()
+    proc, below = start_toy_command(out, tmp_path / "log")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
+    err = (tmp_path / "log").read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.rstrip().endswith("terminated"), err
+    assert wait_until_gone(below) == [], [command_line(pid) for pid in below]
+    assert leftovers(out.parent) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_workers_and_leaves_nothing(tmp_path):
+    """Ctrl-C in a terminal: SIGINT to every process of the group. The workers leave
+    it to the command, which ends them (and their ffmpeg) and exits with 130."""
+    out = tmp_path / "out" / "toy.zip"
+    out.parent.mkdir()
+    proc, below = start_toy_command(out, tmp_path / "log", new_session=True)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait()
+    err = (tmp_path / "log").read_text()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert err.rstrip().endswith("interrupted"), err
+    assert wait_until_gone(below) == []
+    assert leftovers(out.parent) == []
+
+
+@pytest.mark.slow
+def test_a_killed_command_takes_its_workers_along(tmp_path):
+    """SIGKILL cannot be handled: the workers end with their parent anyway, and the
+    next run removes the work folder the killed one left."""
+    out = tmp_path / "out" / "toy.zip"
+    out.parent.mkdir()
+    proc, below = start_toy_command(out, tmp_path / "log")
+    proc.kill()
+    proc.wait()
+    assert wait_until_gone(below) == [], [command_line(pid) for pid in below]
+    assert [name for name in leftovers(out.parent) if name.startswith(".toy.zip.")]
+    make_toy_musdb(out, seed=1, train=1, test=0, duration=1.0)
+    assert leftovers(out.parent) == ["toy.zip"]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())

@@ -2,6 +2,7 @@
 process, NaN handling, the self-describing model file, and BSS Eval SDR
 validation (its epochs, its values, best.pt chosen by it, across a resume)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, command_line, descendants, process_table, running, wait_until_gone
 
 from musicsep import SOURCES, TARGETS, MusicsepError
 from musicsep.data.musdb import scan
@@ -24,7 +25,7 @@ from musicsep.models.checkpoint import load_model
 from musicsep.separate.separator import Separator
 from musicsep.spectral.features import compute_stats
 from musicsep.toy.musdb import make_toy_musdb
-from musicsep.train import STOPPED_EXIT, loop
+from musicsep.train import STOPPED_EXIT, Stopped, loop
 from musicsep.train.loop import train
 from musicsep.train.validation import track_sdr
 from musicsep.workflow.plan import experiment_specs, load_config
@@ -87,7 +88,7 @@ def test_model_file_describes_itself(data, tmp_path, model):
         assert m[fast] == pytest.approx(np.mean([m[f"{fast}_{s}"] for s in per_source]))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
     assert {"valid/loss", f"valid/{fast.removeprefix('valid_')}"} <= set(events.Tags()["scalars"])
     if model == "deep_clustering":
@@ -125,6 +126,81 @@ def test_sigterm_then_resume_gives_the_same_weights(data, tmp_path):
     assert final["state"]["step"] == reference["state"]["step"]
     for key, value in reference["weights"].items():
         assert torch.equal(value, final["weights"][key]), key
+
+
+def test_a_resumed_epoch_reports_the_whole_epochs_training_loss(data, tmp_path, monkeypatch):
+    """SIGTERM in the middle of epoch 2, then a resume: each epoch's train_loss
+    (and each part of the loss) is the uninterrupted run's, not the mean of the
+    batches after the resume; the epoch's seconds go on from the stop."""
+    the_spec = spec(epochs=2)                  # 2 batches per epoch
+    reference = run(data, tmp_path / "straight", the_spec)
+    assert reference["state"]["step"] == 4
+    optimizer_step, steps = loop.optimizer_step, []
+
+    def step_then_signal(*args):
+        steps.append(optimizer_step(*args))
+        if len(steps) == 3:                     # epoch 2's first batch done: the signal SLURM would send
+            signal.raise_signal(signal.SIGTERM)
+        return steps[-1]
+
+    monkeypatch.setattr(loop, "optimizer_step", step_then_signal)
+    with pytest.raises(Stopped, match="stopped by a signal at epoch 2, step 3"):
+        run(data, tmp_path / "stopped", the_spec)
+    stopped = torch.load(tmp_path / "stopped" / "run" / "latest.pt", weights_only=True)["state"]
+    assert (stopped["epoch"], stopped["batch"], stopped["train_batches"]) == (1, 1, 1)
+    assert set(stopped["train_sums"]) >= {"loss"} and stopped["train_seconds"] > 0
+    monkeypatch.setattr(loop, "optimizer_step", optimizer_step)
+    final = run(data, tmp_path / "stopped", the_spec)
+
+    straight, resumed = metrics_of(tmp_path / "straight"), metrics_of(tmp_path / "stopped")
+    assert [m["epoch"] for m in resumed] == [m["epoch"] for m in straight] == [1, 2]
+    for a, b in zip(straight, resumed):
+        train_keys = sorted(k for k in a if k.startswith("train_"))
+        assert "train_loss" in train_keys and train_keys == sorted(k for k in b if k.startswith("train_"))
+        assert [b[k] for k in train_keys] == pytest.approx([a[k] for k in train_keys], rel=1e-12)
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-12)
+    assert resumed[1]["seconds"] >= stopped["train_seconds"]
+    assert final["state"]["train_batches"] == 0 and final["state"]["train_sums"] == {}
+    for key, value in reference["weights"].items():
+        assert torch.equal(value, final["weights"][key]), key
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_training_process(data, tmp_path):
+    """SIGINT to the launcher alone (not to its group, as a terminal would): the
+    training processes it spawned save latest.pt and end with it, rather than
+    training on while it waits for them."""
+    the_spec = spec(epochs=100000)
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "musicsep", "train", "--spec", json.dumps(the_spec),
+           "--tracks", str(data["root"] / "tracks.tsv"), "--shards", *map(str, data["shards"]),
+           "--stats", str(data["root"] / "stats.h5"), "--run-dir", str(run_dir), "--out", str(tmp_path / "model.pt"),
+           "--processes", "2"]
+    with open(tmp_path / "log", "w") as log:
+        proc = subprocess.Popen(cmd, stderr=log)
+    below = {}
+    try:
+        while not (run_dir / "metrics.jsonl").exists() and proc.poll() is None:   # both are training
+            time.sleep(0.01)
+        assert proc.poll() is None, (tmp_path / "log").read_text()
+        table = process_table()
+        below = {pid: table[pid][2] for pid in descendants(proc.pid, table)}
+        assert len([pid for pid in below if table[pid][0] == proc.pid]) >= 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=300) == 128 + signal.SIGINT, (tmp_path / "log").read_text()
+        left = wait_until_gone(below)
+        assert left == [], [command_line(pid) for pid in left]
+        log = (tmp_path / "log").read_text()
+        assert log.count("stopped by a signal") == 2 and log.rstrip().endswith("interrupted"), log
+        assert torch.load(run_dir / "latest.pt", weights_only=True)["state"]["step"] > 0
+        assert not (tmp_path / "model.pt").exists()
+    finally:                                   # nothing left training if the test fails
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in running(below):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -207,7 +283,7 @@ def test_sdr_validation_at_its_epochs(data, audible, tmp_path):
     np.testing.assert_allclose([scores[f"sdr/{t}"] for t in TARGETS], expected, rtol=1e-9)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events = EventAccumulator(str(tmp_path / "run"))
     events.Reload()
     assert {"valid/sdr", "valid/sdr/vocals"} <= set(events.Tags()["scalars"])
 

@@ -102,7 +102,7 @@ def test_end_to_end_on_a_tiny_toy(tmp_path):
         lines = (tmp_path / "results" / "models" / exp / "metrics.jsonl").read_text().splitlines()
         assert len(lines) == 2
         assert (tmp_path / "results" / "runs" / exp / "latest.pt").exists()
-        assert list((tmp_path / "results" / "runs" / exp / "tensorboard").glob("events.out.tfevents.*"))
+        assert list((tmp_path / "results" / "runs" / exp).glob("events.out.tfevents.*"))   # TensorBoard run: exp
     results = tmp_path / "results"
     systems = ["baseline", "centroids", "dpcl", "oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
     (slug,) = [p.stem for p in (results / "scores" / "baseline").glob("*.json")]

@@ -344,6 +344,9 @@ def build_table(entries: list[tuple[str, str, str, float]], fraction: float, see
 def scan(path: str | os.PathLike, subsets=SUBSETS, max_tracks: int | None = None,
          fraction: float = VALID_FRACTION, seed: int = VALID_SEED) -> tuple[Dataset, list[Track]]:
     """Open the dataset at ``path`` and build its track table."""
+    if not 0 <= fraction <= 0.5:
+        raise MusicsepError(f"validation fraction {fraction} (--valid-fraction, data.valid.fraction): "
+                            "must be from 0 to 0.5")
     dataset = Dataset.open(path)
     entries = []
     for subset in subsets:

@@ -25,7 +25,8 @@ evaluation scores against them whatever the models' rate and channels
 (:meth:`Shard.references`, :attr:`Shard.reference_rate`).
 
 Attributes: ``format_version`` (:data:`musicsep.data.SHARD_FORMAT`; a shard
-of an older format is refused), ``name``, ``slug``, ``subset``, ``split``,
+of an older format is refused), ``name``, ``slug`` (the one given, else
+:func:`~musicsep.data.musdb.slugify` of the name, as the workflow makes it), ``subset``, ``split``,
 ``sample_rate``, ``source_sample_rate``, ``streams``, ``channels``,
 ``samples``, ``duration``, ``source`` (dataset entry), ``source_checksum``
 (sha256 of the source file(s)), ``rms_db`` (per stream), ``silent`` (silent
@@ -54,7 +55,7 @@ import soundfile
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError, __version__
 from musicsep.data import SHARD_CHUNK_SECONDS, SHARD_FORMAT, SILENCE_DB
 from musicsep.data.audio import AudioError, AudioStream, decode_blocks, probe
-from musicsep.data.musdb import STEM_SUFFIX, Dataset, mp4_audio_streams
+from musicsep.data.musdb import STEM_SUFFIX, Dataset, mp4_audio_streams, slugify
 from musicsep.io import atomic_path, sha256_stream
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
             rms_db = 10 * np.log10(np.maximum(power / (samples * channels), 1e-20))
             silent = [s for s, level in zip(STREAMS, rms_db) if s in SOURCES and level < silence_db]
             return {
-                "name": name, "slug": slug or "", "subset": PurePosixPath(member).parts[0],
+                "name": name, "slug": slug or slugify(name), "subset": PurePosixPath(member).parts[0],
                 "split": split, "sample_rate": sample_rate, "source_sample_rate": source_rate,
                 "streams": list(STREAMS), "channels": channels, "samples": samples,
                 "duration": samples / sample_rate, "source": member, "source_checksum": checksum,
@@ -270,8 +271,10 @@ class Shard:
         self.path = Path(path)
         try:
             self.h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise MusicsepError(f"{path}: not a readable shard ({err})") from None
+        except OSError as err:      # h5py's messages run over lines: one line, or the reason alone
+            reason = "a folder" if self.path.is_dir() else "no such file" if not self.path.exists() \
+                else " ".join(str(err).split())
+            raise MusicsepError(f"{path}: not a readable shard ({reason})") from None
         try:
             self.audio, self._references = self._check()
         except MusicsepError:

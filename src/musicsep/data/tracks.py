@@ -9,6 +9,7 @@ from typing import Sequence
 import h5py
 import pandas as pd
 
+from musicsep import MusicsepError
 from musicsep.data.shard import read_attrs
 from musicsep.io import atomic_path
 
@@ -33,12 +34,32 @@ def tracks_from_shards(shards: Sequence[str | Path], out: str | Path) -> pd.Data
     return frame
 
 
+def read_track_table(path: str | Path) -> pd.DataFrame:
+    """The track table (as :func:`tracks_from_shards` writes it); anything
+    else is a MusicsepError naming the file."""
+    try:
+        frame = pd.read_csv(path, sep="\t", keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        reason = "no such file" if isinstance(err, FileNotFoundError) else err
+        raise MusicsepError(f"{path}: not a readable track table ({reason})") from None
+    missing = [c for c in COLUMNS[:-2] if c not in frame.columns]      # what training and the summary read
+    if missing:
+        raise MusicsepError(f"{path}: not a track table (no column(s) {', '.join(missing)})")
+    return frame
+
+
 def write_summary(tracks: str | Path, stats: str | Path, out: str | Path) -> str:
     """A short Markdown summary of the prepared data."""
-    frame = pd.read_csv(tracks, sep="\t", keep_default_na=False)
-    with h5py.File(stats, "r") as h5:
-        stats_attrs = dict(h5.attrs)
-        mean, std = h5["mean"][:], h5["std"][:]
+    frame = read_track_table(tracks)
+    try:
+        with h5py.File(stats, "r") as h5:
+            stats_attrs = dict(h5.attrs)
+            mean, std = h5["mean"][:], h5["std"][:]
+            stats_attrs = {key: stats_attrs[key] for key in ("tracks", "frames", "n_fft", "hop")}
+    except (OSError, KeyError) as err:
+        reason = "a folder" if Path(stats).is_dir() else "no such file" if not Path(stats).exists() \
+            else " ".join(str(err.args[0] if isinstance(err, KeyError) else err).split())
+        raise MusicsepError(f"{stats}: not readable whitening statistics ({reason})") from None
     lines = ["# Data summary", "",
              f"Sample rate {frame['sample_rate'].iloc[0]} Hz, {frame['channels'].iloc[0]} channel(s).", "",
              "| split | tracks | hours | silent sources |", "|---|---:|---:|---:|"]

@@ -22,7 +22,7 @@ import pandas as pd
 
 from musicsep import TARGETS, MusicsepError
 from musicsep.evaluate.track import METRICS
-from musicsep.io import atomic_path
+from musicsep.io import atomic_paths
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,10 @@ def _ordered_targets(targets: Iterable[str]) -> list[str]:
 
 
 def _fmt(value: float, spec: str = ".2f") -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    text = format(value, spec)
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text   # 0.00, never -0.00
 
 
 def summary_markdown(table: pd.DataFrame, published: Iterable[str] = ()) -> str:
@@ -244,17 +247,15 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
         if clash:
             raise MusicsepError(f"system name(s) {', '.join(clash)} both ours and published")
     table = pd.concat([t for t in (ours, theirs) if t is not None], ignore_index=True)
-    with atomic_path(out_csv) as tmp:
-        table.to_csv(tmp, index=False, na_rep="NaN")
     medians = median_scores(table)
-    if medians_csv is not None:
-        rows = medians.rename("median").reset_index()[MEDIAN_COLUMNS]
-        with atomic_path(medians_csv) as tmp:
-            rows.to_csv(tmp, index=False, na_rep="NaN", float_format=float.__repr__)
+    with atomic_paths(out_csv, medians_csv, summary_md) as (tmp_csv, tmp_medians, tmp_md):  # all or none
+        table.to_csv(tmp_csv, index=False, na_rep="NaN")
+        if tmp_medians is not None:
+            rows = medians.rename("median").reset_index()[MEDIAN_COLUMNS]
+            rows.to_csv(tmp_medians, index=False, na_rep="NaN", float_format=float.__repr__)
+        if tmp_md is not None:
+            tmp_md.write_text(summary_markdown(table, published=set(theirs["system"]) if theirs is not None
+                                               else ()))
     for (name, target), row in medians.unstack("metric").iterrows():
         log.info("%s %s: SDR %s", name, target, _fmt(row.get("SDR", math.nan)))
-    if summary_md is not None:
-        text = summary_markdown(table, published=set(theirs["system"]) if theirs is not None else ())
-        with atomic_path(summary_md) as tmp:
-            Path(tmp).write_text(text)
     return table

@@ -47,7 +47,7 @@ import numpy as np
 from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
 from musicsep.data.shard import Shard
 from musicsep.evaluate import ENGINES, bsseval
-from musicsep.io import atomic_path
+from musicsep.io import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,7 @@ def evaluate_shard(shard: str | os.PathLike, estimates_dir: str | os.PathLike, o
     ``threads`` and ``device`` are given to); estimates at the shard's
     models' rate and channels are brought to the references'
     (:func:`read_estimates`)."""
+    check_writable(out_json)        # before the work
     refs, rate, shard_name = read_shard_references(shard)
     estimates, files = read_estimates(estimates_dir, rate, targets, shard=shard)
     return evaluate_track(refs, estimates, rate, name or shard_name, out_json, targets=targets,

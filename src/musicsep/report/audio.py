@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from musicsep import SOURCES, TARGETS, MusicsepError
-from musicsep.io import atomic_path
+from musicsep.io import atomic_paths
 from musicsep.report import EXCERPT_SECONDS
 from musicsep.report.common import REFERENCE
 from musicsep.report.excerpt import Excerpt, read_excerpt
@@ -91,19 +91,16 @@ def audio_examples(shard: str | Path, out_dir: str | Path, page: str | Path, *,
         if not found:
             raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in TARGETS)})")
         clips = {t: _read_estimate(p, excerpt.start, excerpt.length, excerpt.rate) for t, p in found.items()}
-    out_dir = Path(out_dir)
-    written = {}
-    for target, audio in clips.items():
-        written[target] = out_dir / f"{target}.wav"
-        with atomic_path(written[target]) as tmp:
-            Path(tmp).write_bytes(_encode(audio, excerpt.rate, "wav"))
+    written = {target: Path(out_dir) / f"{target}.wav" for target in clips}
     fmt = _player_format()
     players = {target: f"data:audio/{'mpeg' if fmt == 'mp3' else 'wav'};base64,"
                + base64.b64encode(_encode(audio, excerpt.rate, fmt)).decode()
                for target, audio in {"mixture": excerpt.mixture, **clips}.items()}
     text = _audio_page(name, players, excerpt, fmt, reference=estimates is None)
-    with atomic_path(page) as tmp:
-        Path(tmp).write_text(text)
+    with atomic_paths(page, *written.values()) as (tmp_page, *tmps):       # the clips and the page, or none
+        for tmp, audio in zip(tmps, clips.values()):
+            tmp.write_bytes(_encode(audio, excerpt.rate, "wav"))
+        tmp_page.write_text(text)
     if len(text) > PAGE_LIMIT:
         log.warning("%s: %.1f MB: the report may not show a page this large in Chrome (shorten the excerpt)",
                     page, len(text) / 1e6)

@@ -21,6 +21,28 @@ REFERENCE = "reference"
 
 RC = {"svg.fonttype": "none", "svg.hashsalt": "musicsep", "font.size": 9, "axes.titlesize": 10}
 
+MAX_WIDTH = 10.0
+"""The widest a figure gets, in inches: Snakemake's report shows an image at
+its natural size (an SVG's inch is 96 CSS pixels, a PNG's pixel one, and our
+PNGs have 100 dpi) and shrinks one wider than its pane, text and all; 10
+inches fit beside the report's menu in a 1280-pixel window."""
+
+
+def panel_grid(panels: int, panel_width: float, extra_width: float = 0.0,
+               max_width: float = MAX_WIDTH) -> tuple[int, int]:
+    """(rows, columns) of ``panels`` panels of ``panel_width`` inches, side
+    by side as far as the figure (with ``extra_width`` inches of labels and
+    colour bar) stays within ``max_width``, then wrapped onto further rows."""
+    columns = max(1, min(panels, int((max_width - extra_width) // panel_width)))
+    return -(-panels // columns), columns
+
+
+def fixed(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, never ``-0.00``: a value that rounds
+    to zero is written ``0.00``."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
 
 def pyplot():
     import matplotlib

@@ -75,6 +75,9 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
     class centroids as stars. Returns the counts and the agreement."""
     plt = pyplot()
     model, default_name = load_for_figures(model_path)
+    if not hasattr(model, "embeddings"):
+        raise MusicsepError(f"{model_path}: model {model.name} has no embeddings (the figure needs an embedding "
+                            "model: conditional_centroids or deep_clustering)")
     name = name or default_name
     excerpt = read_excerpt(shard, seconds, start)
     found = embedding_points(model, excerpt, channel)
@@ -86,7 +89,7 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
     keep = np.sort(rng.choice(len(x), size=min(points, len(x)), replace=False))
     agreement = float((found["true"] == found["assigned"]).mean())
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharex=True, sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(9.6, 5.0), sharex=True, sharey=True)   # within common.MAX_WIDTH
         for ax, key, title in [(axes[0], "true", "true dominant source"),
                                (axes[1], "assigned", f"assignment by {name} (argmax of its masks)")]:
             classes = found[key][keep]
@@ -106,9 +109,9 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
                       title_fontsize=8)
             ax.grid(color="0.92", linewidth=0.6)
         axes[0].set_ylabel(f"PC 2 ({100 * ratio[1]:.0f}% of the variance)")
-        fig.suptitle(f"{name}: embeddings of {excerpt.describe()}, channel {channel + 1}; "
+        fig.suptitle(f"{name}: embeddings of {excerpt.describe()}, channel {channel + 1}\n"
                      f"{len(keep)} of {len(x)} non-silent points shown; assignment = true source for "
                      f"{100 * agreement:.0f}%", y=0.99, fontsize=10)
         fig.tight_layout()
-    save_figure(fig, out, dpi=110)
+    save_figure(fig, out, dpi=100)
     return {"points": len(x), "shown": len(keep), "agreement": agreement, "explained": ratio.tolist()}

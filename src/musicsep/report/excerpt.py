@@ -22,6 +22,8 @@ class Excerpt:
     start: int
     name: str
     slug: str
+    path: str = ""
+    """The shard's."""
 
     @property
     def mixture(self) -> np.ndarray:
@@ -82,4 +84,4 @@ def read_excerpt(shard: str | Path, seconds: float = EXCERPT_SECONDS, start: flo
                 raise MusicsepError(f"the excerpt's start must be at least 0 s (got {start})")
             first = min(int(round(start * rate)), n - length)
         data = np.asarray(sh.audio[:, :, first:first + length], dtype=np.float32)
-        return Excerpt(data, rate, first, sh.name, sh.slug)
+        return Excerpt(data, rate, first, sh.name, sh.slug, str(shard))

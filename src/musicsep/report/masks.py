@@ -26,7 +26,8 @@ def spectra(model, excerpt: Excerpt, channel: int = 0):
     import torch
 
     if excerpt.rate != model.features.sample_rate:
-        raise MusicsepError(f"the shard is at {excerpt.rate} Hz, the model at {model.features.sample_rate} Hz")
+        raise MusicsepError(f"{excerpt.path}: the shard is at {excerpt.rate} Hz, the model at "
+                            f"{model.features.sample_rate} Hz")
     mixture = torch.from_numpy(np.ascontiguousarray(excerpt.mixture[channel]))[None]
     sources = torch.from_numpy(np.ascontiguousarray(excerpt.sources[:, channel]))[None]
     with torch.no_grad():
@@ -71,7 +72,7 @@ def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, se
     vmax = float(db.max())
     extent = (0, excerpt.length / excerpt.rate, -0.5, len(grid) - 0.5)
     with plt.rc_context(RC):
-        fig = plt.figure(figsize=(13, 8.2))
+        fig = plt.figure(figsize=(11.2, 7.2))   # at most 10 inches once trimmed (common.MAX_WIDTH)
         gs = fig.add_gridspec(3, len(SOURCES) + 1, width_ratios=[1] * len(SOURCES) + [0.05],
                               height_ratios=[1.1, 1, 1], hspace=0.45, wspace=0.12)
         ax = fig.add_subplot(gs[0, :len(SOURCES)])

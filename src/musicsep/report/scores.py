@@ -9,8 +9,18 @@ import numpy as np
 import pandas as pd
 
 from musicsep import MusicsepError
-from musicsep.io import atomic_path
-from musicsep.report.common import RC, is_oracle, pyplot, save_figure, system_order, targets_of
+from musicsep.io import atomic_path, check_writable
+from musicsep.report.common import (
+    MAX_WIDTH,
+    RC,
+    fixed,
+    is_oracle,
+    panel_grid,
+    pyplot,
+    save_figure,
+    system_order,
+    targets_of,
+)
 from musicsep.report.markdown import markdown_html
 
 log = logging.getLogger(__name__)
@@ -45,9 +55,18 @@ def track_medians(table: pd.DataFrame) -> pd.DataFrame:
     return medians
 
 
+def _system_ticks(ax, systems: list[str], spacing: float) -> None:
+    """System names under a panel: at 45 degrees, upright (90) where the
+    boxes stand closer than 0.3 inches."""
+    slanted = spacing >= 0.3
+    ax.set_xticks(np.arange(len(systems)), systems, rotation=45 if slanted else 90,
+                  ha="right" if slanted else "center", rotation_mode="anchor" if slanted else "default")
+
+
 def plot_sdr_boxes(medians: pd.DataFrame, out: str | Path, metric: str = "SDR") -> None:
     """One panel per target: a box per system over the tracks' medians over
-    frames, each track a point."""
+    frames, each track a point. Panels wrap onto rows so that the figure
+    stays within :data:`~musicsep.report.common.MAX_WIDTH`."""
     plt = pyplot()
     systems = system_order(medians["system"])
     targets = targets_of(medians)
@@ -55,11 +74,19 @@ def plot_sdr_boxes(medians: pd.DataFrame, out: str | Path, metric: str = "SDR") 
     colours = {}
     for s in systems:
         colours[s] = "#9a9a9a" if is_oracle(s) else cmap(len(colours) % 10)
-    width = max(2.2, 0.38 * len(systems) + 0.8)
+    label_w = 0.7
+    panel_w = min(MAX_WIDTH - label_w, max(2.0, 0.3 * len(systems) + 0.6))
+    rows, cols = panel_grid(len(targets), panel_w, label_w)
+    label_h = 0.075 * max(len(s) for s in systems) + 0.3
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, len(targets), figsize=(width * len(targets), 3.6), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(panel_w * cols + label_w, rows * (2.4 + label_h) + 0.4),
+                                 sharey=True, squeeze=False, layout="constrained")
         rng = np.random.default_rng(0)
-        for ax, target in zip(axes[0], targets):
+        for k, ax in enumerate(axes.flat):
+            if k >= len(targets):
+                ax.set_visible(False)
+                continue
+            target = targets[k]
             part = medians[medians["target"] == target]
             data = [part.loc[part["system"] == s, metric].dropna().to_numpy() for s in systems]
             positions = np.arange(len(systems))
@@ -75,14 +102,16 @@ def plot_sdr_boxes(medians: pd.DataFrame, out: str | Path, metric: str = "SDR") 
                 jitter = rng.uniform(-0.15, 0.15, len(d))
                 ax.scatter(i + jitter, d, s=9, color="black", alpha=0.7, linewidths=0, zorder=3)
             ax.axhline(0, color="0.6", linewidth=0.6, zorder=0)
-            ax.set_xticks(positions, systems, rotation=45, ha="right")
+            _system_ticks(ax, systems, (panel_w - 0.4) / len(systems))
             ax.set_xlim(-0.7, len(systems) - 0.3)
             ax.set_title(target)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
             ax.set_axisbelow(True)
-        axes[0][0].set_ylabel(f"{metric} (dB): median over frames, per track")
-        fig.suptitle(f"{metric} per track and system ({medians['track'].nunique()} tracks)", y=1.02)
-        fig.tight_layout()
+            if k % cols == 0:
+                ax.set_ylabel(f"{metric} (dB)")
+        n = medians["track"].nunique()
+        fig.suptitle(f"{metric} per track and system ({n} track{'s' if n != 1 else ''}): "
+                     "each point a track's median over frames")
     save_figure(fig, out)
 
 
@@ -90,7 +119,9 @@ def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR"
                      annotate_max: int = 300) -> None:
     """One panel per target: tracks (rows) × systems (columns), coloured by
     the track's median over frames; values written in the cells when there
-    are at most ``annotate_max`` cells per panel."""
+    are at most ``annotate_max`` cells per panel. Panels wrap onto rows so
+    that the figure stays within :data:`~musicsep.report.common.MAX_WIDTH`
+    (track names longer than 32 characters are shortened)."""
     plt = pyplot()
     systems = system_order(medians["system"])
     targets = targets_of(medians)
@@ -104,28 +135,35 @@ def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR"
     if vmax <= vmin:
         vmin, vmax = vmin - 1, vmax + 1
     annotate = len(tracks) * len(systems) <= annotate_max
-    panel_w = max(1.8, 0.42 * len(systems) + 0.3)
-    label_w = min(3.5, 0.07 * max(len(t) for t in tracks) + 0.3)
-    height = max(2.6, 0.24 * len(tracks) + 1.6)
+    labels = [t if len(t) <= 32 else t[:31] + "…" for t in tracks]
+    label_w = 0.065 * max(len(t) for t in labels) + 0.3
+    cbar_w = 0.9
+    panel_w = min(MAX_WIDTH - label_w - cbar_w, max(1.6, 0.36 * len(systems) + 0.2))
+    rows, cols = panel_grid(len(targets), panel_w, label_w + cbar_w)
+    label_h = 0.075 * max(len(s) for s in systems) + 0.3
+    panel_h = 0.22 * len(tracks) + 0.5 + label_h
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, len(targets), figsize=(panel_w * len(targets) + label_w + 0.8, height),
+        fig, axes = plt.subplots(rows, cols, figsize=(panel_w * cols + label_w + cbar_w, rows * panel_h + 0.5),
                                  sharey=True, squeeze=False, layout="constrained")
         cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
         image = None
-        for ax, target in zip(axes[0], targets):
-            grid = values[target].to_numpy(dtype=float)
+        for k, ax in enumerate(axes.flat):
+            if k >= len(targets):
+                ax.set_visible(False)
+                continue
+            grid = values[targets[k]].to_numpy(dtype=float)
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
                               interpolation="nearest")
-            ax.set_xticks(np.arange(len(systems)), systems, rotation=45, ha="right")
-            ax.set_yticks(np.arange(len(tracks)), tracks)
-            ax.set_title(target)
+            _system_ticks(ax, systems, (panel_w - 0.2) / len(systems))
+            ax.set_yticks(np.arange(len(tracks)), labels)
+            ax.set_title(targets[k])
             ax.tick_params(length=0)
             if annotate:
                 mid = (vmin + vmax) / 2
                 for (r, c), v in np.ndenumerate(grid):
-                    ax.text(c, r, "–" if not np.isfinite(v) else f"{round(v, 1) or 0.0:.1f}", ha="center", va="center",
-                            fontsize=7, color="black" if np.isfinite(v) and v > mid else "white")
-        cbar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.025, pad=0.02)
+                    ax.text(c, r, "–" if not np.isfinite(v) else fixed(v, 1), ha="center", va="center",
+                            fontsize=8, color="black" if np.isfinite(v) and v > mid else "white")
+        cbar = fig.colorbar(image, ax=axes.ravel().tolist(), fraction=0.04, pad=0.02, aspect=30)
         cbar.set_label(f"{metric} (dB), median over frames")
         fig.suptitle(f"{metric} per track: median over 1 s frames")
     save_figure(fig, out)
@@ -136,6 +174,7 @@ def plot_scores(scores: str | Path, *, summary: str | Path | None = None, table:
                 heatmap: str | Path | None = None, metric: str = "SDR") -> pd.DataFrame:
     """The evaluation's report items from scores.csv (and summary.md): each
     output is written when its path is given. Returns the per-track medians."""
+    check_writable(table, medians, box, heatmap)       # before any is written
     frame = read_score_table(scores)
     per_track = track_medians(frame)
     if metric not in per_track.columns:
@@ -151,8 +190,10 @@ def plot_scores(scores: str | Path, *, summary: str | Path | None = None, table:
             Path(tmp).write_text(markdown_html(text))
         log.info("-> %s", table)
     if medians is not None:
+        numbers = per_track.select_dtypes("number").columns
+        written = per_track.assign(**{c: per_track[c].round(4) + 0.0 for c in numbers})   # + 0.0: never -0.0000
         with atomic_path(medians) as tmp:
-            per_track.to_csv(tmp, index=False, float_format="%.4f", na_rep="NaN")
+            written.to_csv(tmp, index=False, float_format="%.4f", na_rep="NaN")
         log.info("-> %s", medians)
     if box is not None:
         plot_sdr_boxes(per_track, box, metric)

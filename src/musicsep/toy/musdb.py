@@ -7,6 +7,11 @@ MUSDB18-HQ layout (``Artist - Title/{mixture,drums,bass,other,vocals}.wav``).
 The songs come from :mod:`musicsep.toy.synth` (a numpy synthesizer: deterministic
 from the seed, nothing to download); the mixture is the sum of the stems.
 
+Tracks are rendered by worker processes that end with the command: on an
+error, SIGTERM or Ctrl-C it terminates them (each kills its ffmpeg first)
+before it removes what it had written; on Linux a worker also ends when the
+command dies by SIGKILL.
+
 Track names carry the characters real MUSDB names carry (spaces, apostrophes,
 ampersands, dots, parentheses), so every step is exercised on them. Names and
 durations are known from the seed alone, so the workflow's track table exists
@@ -15,9 +20,15 @@ before any audio does.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import multiprocessing
 import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +40,7 @@ import soundfile
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError
 from musicsep.data.audio import write_stem_mp4
 from musicsep.data.musdb import STEM_SUFFIX, SUBSETS
+from musicsep.io import check_writable
 from musicsep.toy import SECONDS, SEED, TEST_TRACKS, TRAIN_TRACKS
 
 log = logging.getLogger(__name__)
@@ -99,8 +111,40 @@ def render_streams(song_seed: int, duration: float) -> np.ndarray:
     return np.concatenate([stems.sum(axis=0, keepdims=True), stems])
 
 
+WORKER_STOP_S = 10
+"""Seconds a terminated worker has to end before it is killed."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_setup(parent: int) -> None:
+    """A worker's signals: Ctrl-C is the parent's to handle (a terminal sends
+    it to every process of the group; the parent then terminates the workers);
+    SIGTERM ends the worker (:func:`_write_track` kills its ffmpeg first);
+    and on Linux the worker gets SIGTERM when its parent dies, even by SIGKILL."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:          # the parent died before prctl: end now
+            os._exit(128 + signal.SIGTERM)
+
+
+def _worker_stop(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _write_track(args: tuple) -> str:
-    root, member, fmt, song_seed, duration = args
+    try:
+        return _render_track(*args)
+    except SystemExit as stop:
+        # SIGTERM: ffmpeg is killed and reaped by now (subprocess.run does it on any exception);
+        # the pool would catch this exception and take the next track, so the worker ends here
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def _render_track(root: str, member: str, fmt: str, song_seed: int, duration: float) -> str:
     streams = render_streams(song_seed, duration)
     target = Path(root) / member
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,20 +161,29 @@ def make_toy_musdb(out: str | Path, *, seed: int = SEED, train: int = TRAIN_TRAC
                    duration: float = SECONDS, fmt: str = "stems", jobs: int = 1) -> Path:
     """Write the toy MUSDB to ``out``: a zip when ``out`` ends in ``.zip``,
     otherwise a folder. ``fmt`` is "stems" (musdb18) or "hq" (MUSDB18-HQ).
-    The result appears only when complete (written aside, then renamed)."""
+    The result appears only when complete (written aside, then renamed);
+    what a killed run left aside is removed first."""
     if fmt not in ("stems", "hq"):
         raise MusicsepError(f"toy format must be 'stems' or 'hq', not {fmt!r}")
+    if min(train, test) < 0 or train + test == 0:
+        raise MusicsepError(f"train {train}, test {test}: the toy needs at least one track (and no negative count)")
     out = Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise MusicsepError(f"{out}: already exists; remove it or choose another path")
+    if not out.is_dir():
+        check_writable(out)     # not a path through a file
     out.parent.mkdir(parents=True, exist_ok=True)
+    aside = re.compile(rf"\.{re.escape(out.name)}\.([a-z0-9_]{{8}}|zip)")   # mkdtemp's names below
+    for stale in out.parent.iterdir():
+        if aside.fullmatch(stale.name) and stale.is_dir():
+            shutil.rmtree(stale)
+        elif aside.fullmatch(stale.name):
+            stale.unlink()
     rows = toy_tracks(seed, train, test, duration, fmt)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tasks = [(str(work), member, fmt, song_seed, dur) for _, _, member, dur, song_seed in rows]
-        with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for member in pool.map(_write_track, tasks):
-                log.info("toy track %s", member)
+        _render_all(tasks, jobs)
         for subset in SUBSETS:
             (work / subset).mkdir(exist_ok=True)
         if out.suffix == ".zip":
@@ -148,3 +201,37 @@ def make_toy_musdb(out: str | Path, *, seed: int = SEED, train: int = TRAIN_TRAC
         work.with_suffix(".zip").unlink(missing_ok=True)
     log.info("toy MUSDB (%s, %d train + %d test tracks of %.1f s) -> %s", fmt, train, test, duration, out)
     return out
+
+
+def _render_all(tasks: list[tuple], jobs: int) -> None:
+    """Render the tracks in ``jobs`` worker processes (spawned: they inherit
+    no file descriptors or signal handlers of this one). On any exception
+    here (an error, the command line's SIGTERM or Ctrl-C) the workers are
+    terminated and reaped before it propagates, so none outlives the call
+    and none writes after it."""
+    pool = ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_setup, initargs=(os.getpid(),))
+    try:
+        # not pool.map: its clean-up cancels futures that the pool, broken by the terminated workers,
+        # then fails to mark failed (Python 3.11: InvalidStateError in its manager thread)
+        for future in [pool.submit(_write_track, task) for task in tasks]:
+            log.info("toy track %s", future.result())
+    except BaseException:
+        _end_workers(pool)
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers and wait for them (killed if they do not end in time)."""
+    # the pool's processes: concurrent.futures has no public list of them before 3.14's terminate_workers
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for worker in workers:
+        with contextlib.suppress(OSError, ValueError):
+            worker.terminate()
+    for worker in workers:
+        worker.join(WORKER_STOP_S)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()

@@ -24,7 +24,9 @@ def launch(worker, args: tuple, processes: int | None, run_dir) -> None:
     process alone when a launcher (torchrun, srun with several tasks) started
     it as one of many (``local`` -1) or when there is one device (``local``
     None), else one spawned process per device (``processes``, default one
-    per visible GPU), to which SIGTERM and SIGUSR1 are forwarded."""
+    per visible GPU), to which SIGTERM and SIGUSR1 are forwarded. On Ctrl-C
+    (or any other exception here) they get SIGTERM too, and are waited for
+    (killed after :data:`STOP_WAIT_S`), so none goes on training alone."""
     env = os.environ
     if "RANK" in env and "WORLD_SIZE" in env or int(env.get("SLURM_NTASKS", "1")) > 1:
         worker(-1, 0, *args)          # launched by torchrun or srun: one process of many
@@ -54,9 +56,31 @@ def launch(worker, args: tuple, processes: int | None, run_dir) -> None:
         if err.exit_code == STOPPED_EXIT:
             raise Stopped(f"training stopped by a signal; {run_dir}/latest.pt saved, rerun to resume") from None
         raise MusicsepError(f"a training process failed (exit code {err.exit_code}); see the log above") from None
+    except BaseException:
+        _stop(context.processes)
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+STOP_WAIT_S = 120
+"""Seconds the training processes have to save ``latest.pt`` and exit after
+SIGTERM when the launcher stops them, before they are killed."""
+
+
+def _stop(processes) -> None:
+    """SIGTERM to the training processes still running (each saves
+    ``latest.pt`` and exits), then wait for them; kill those that outlast
+    :data:`STOP_WAIT_S`."""
+    for p in processes:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    for p in processes:
+        p.join(STOP_WAIT_S)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 MAX_AUTO_WORKERS = 8

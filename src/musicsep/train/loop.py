@@ -68,16 +68,33 @@ from musicsep.train.validation import log_media, validate, validate_sdr
 log = logging.getLogger(__name__)
 
 
+def epoch_sums() -> dict:
+    """The training state's running sums of an epoch at its start: the loss and its parts summed over
+    the batches so far, their number, the seconds spent (checkpoints carry them mid-epoch)."""
+    return {"train_sums": {}, "train_batches": 0, "train_seconds": 0.0}
+
+
 def train(spec: dict, train_shards: list[str], valid_shards: list[str], stats: str, run_dir: str | Path,
           out: str | Path, metrics_out: str | Path | None = None, processes: int | None = None) -> None:
     """Train the experiment ``spec``; write the best model to ``out``."""
+    keys = ("name", "model", "loss", "model_args", "features", "sample_rate", "training", "loader")
+    missing = [key for key in keys if key not in spec] if isinstance(spec, dict) else list(keys)
+    if missing:
+        raise MusicsepError(f"--spec: not a whole experiment spec (no {', '.join(missing)}; the workflow writes it)")
     check_loss(spec["name"], spec["model"], spec["loss"])
     run_dir = Path(run_dir)
+    made = False        # the run folder made here, removed when the run fails before its first checkpoint
     if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:
+        made = not run_dir.exists()
         prepare_run_dir(run_dir, spec)
     args = (spec, [str(p) for p in train_shards], [str(p) for p in valid_shards], str(stats), str(run_dir),
             str(out), str(metrics_out) if metrics_out else None)
-    launch(main_worker, args, processes, run_dir)
+    try:
+        launch(main_worker, args, processes, run_dir)
+    except MusicsepError as err:
+        if made and not isinstance(err, Stopped) and not (run_dir / "latest.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def main_worker(local: int | None, world: int, spec: dict, train_shards: list[str], valid_shards: list[str],
@@ -105,6 +122,8 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
           valid_shards: list[str], stats: str, run_dir: Path, out: Path, metrics_out: Path | None,
           workers: int) -> None:
     cfg, loader_cfg = spec["training"], spec["loader"]
+    if cfg["batch_size"] < 1:
+        raise MusicsepError(f"training.batch_size {cfg['batch_size']}: must be at least 1")
     if cfg["batch_size"] % world:
         raise MusicsepError(f"training.batch_size {cfg['batch_size']} is not divisible by the {world} processes")
     torch.manual_seed(cfg["seed"])
@@ -123,9 +142,10 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     optimizer = make_optimizer(model, cfg["lr"])
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg["plateau_factor"],
                                                            patience=cfg["plateau_patience"])
-    # best: the lowest validation loss (early stopping); best_sdr: the highest mean SDR; valid_loss: this epoch's
+    # best: the lowest validation loss (early stopping); best_sdr: the highest mean SDR; valid_loss: this epoch's;
+    # train_*: the epoch's running sums (epoch_sums), so that a resumed epoch's metrics are the whole epoch's
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_sdr": -math.inf, "bad_epochs": 0,
-             "valid_loss": math.inf}
+             "valid_loss": math.inf, **epoch_sums()}
     latest = run_dir / "latest.pt"
     if latest.exists():
         state |= resume(load_checkpoint(latest, device), model, optimizer, scheduler)
@@ -149,7 +169,8 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     if main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=state["step"] or None)
+        # event files in the run folder itself: `tensorboard --logdir results/runs` names the run by experiment
+        writer = SummaryWriter(str(run_dir), purge_step=state["step"] or None)
     stop = {"signal": None}
     handlers = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum)) for s in STOP_SIGNALS}
     last_save = time.monotonic()
@@ -168,7 +189,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                                 pin_memory=device.type == "cuda", persistent_workers=False,
                                 generator=torch.Generator().manual_seed(cfg["seed"] + epoch))
             net.train()
-            totals, count, started = {}, 0, time.monotonic()
+            totals, started = state["train_sums"], time.monotonic() - state["train_seconds"]
             step_done = progress_bar(len(sampler), f"{spec['name']} epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
                                  show=main)
             for sources in loader:
@@ -186,7 +207,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                 grad_norm = optimizer_step(model, optimizer, loss, cfg["clip_grad_norm"])
                 state["step"] += 1
                 state["batch"] += 1
-                count += 1
+                state["train_batches"] += 1
                 for k, v in {"loss": loss.detach(), **parts}.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
                 if writer:
@@ -200,6 +221,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                     dist.all_reduce(stopping, op=dist.ReduceOp.MAX)
                 due = time.monotonic() - last_save > 60 * cfg["checkpoint_minutes"]
                 if stopping.item() > 0 or due:
+                    state["train_seconds"] = time.monotonic() - started
                     if main:
                         checkpoint(latest)
                     last_save = time.monotonic()
@@ -217,17 +239,18 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                     fit_centroids(model, dataset, spec, device)
                 sdr = validate_sdr(model, valid_shards or train_shards, spec.get("separation", {}), device,
                                    rank, world)
+            train_means = {f"train_{k}": v / max(state["train_batches"], 1) for k, v in totals.items()}
             scheduler.step(valid_loss)
             improved = valid_loss < state["best"]
             better_sdr = sdr.get("sdr", -math.inf) > state["best_sdr"]
-            state.update(epoch=epoch + 1, batch=0, best=min(valid_loss, state["best"]), valid_loss=valid_loss,
-                         best_sdr=max(sdr.get("sdr", -math.inf), state["best_sdr"]),
+            state.update(epoch=epoch + 1, batch=0, **epoch_sums(), best=min(valid_loss, state["best"]),
+                         valid_loss=valid_loss, best_sdr=max(sdr.get("sdr", -math.inf), state["best_sdr"]),
                          bad_epochs=0 if improved else state["bad_epochs"] + 1)
             finished = state["bad_epochs"] >= cfg["early_stop_patience"] or state["epoch"] >= cfg["epochs"]
             record = {"epoch": epoch + 1, "step": state["step"], "valid_loss": valid_loss,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - started, 3),
                       "excerpt_seconds": round(dataset.excerpt / dataset.sample_rate, 4),
-                      **{f"train_{k}": v / max(count, 1) for k, v in totals.items()},
+                      **train_means,
                       **{f"valid_{k}": v for k, v in valid_sdr.items()}, **sdr}
             if main:
                 log.info("%s epoch %d: %s", spec["name"], epoch + 1,

@@ -8,6 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from musicsep import MusicsepError
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ def prepare_run_dir(run_dir: Path, spec: dict) -> None:
         shutil.rmtree(aside, ignore_errors=True)
         run_dir.rename(aside)
         log.info("the experiment changed: previous run moved to %s", aside)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:      # a file there, or on its path
+        raise MusicsepError(f"{run_dir}: cannot be the run folder ({err.strerror}: {err.filename})") from None
     with atomic_path(marker) as tmp:
         tmp.write_text(json.dumps(spec, indent=2, sort_keys=True))

@@ -186,6 +186,8 @@ def submit(args: list[str], res: Resources, executor: str = "auto", log_dir: str
         ex = submitit.AutoExecutor(folder=folder, cluster=None if executor == "auto" else executor)
     except RuntimeError as err:
         raise MusicsepError(f"--executor {executor}: {err}") from None
+    except OSError as err:      # the job folder: a file on its path, ...
+        raise MusicsepError(f"--log-dir {log_dir}: cannot be written ({err.strerror}: {err.filename})") from None
     ex.update_parameters(**params)
     try:
         job = ex.submit(command)
