@@ -14,11 +14,16 @@ from pathlib import Path
 
 from musicsep import HOP, LOG_EPS, N_FFT, ORACLES, SAMPLE_RATE, TARGETS, MusicsepError, __version__, data, report, toy
 from musicsep.evaluate import ENGINES
+from musicsep.interrupt import Terminated, exit_status, terminated_raises
 from musicsep.io import setup_logging
 from musicsep.memory import reuse_freed_memory
-from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS
+from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS, DEFAULT_FORMAT, FORMATS
 
 log = logging.getLogger("musicsep")
+
+ABOVE_ZERO = {"make-toy-musdb": "duration jobs", "index": "max_tracks", "shard": "sample_rate chunk_seconds",
+              "stats": "n_fft hop log_eps", "train": "processes", "evaluate": "threads", "plots": "seconds points"}
+"""Numeric options that must be more than 0, per subcommand: checked before it runs."""
 
 
 def _make_toy(args) -> None:
@@ -69,15 +74,14 @@ def _summary(args) -> None:
 def _train(args) -> None:
     import json
 
-    import pandas as pd
-
+    from musicsep.data.tracks import read_track_table
     from musicsep.train.loop import train
 
     try:
         spec = json.loads(args.spec)
     except json.JSONDecodeError as err:
         raise MusicsepError(f"--spec is not valid JSON ({err})") from None
-    table = pd.read_csv(args.tracks, sep="\t", keep_default_na=False)
+    table = read_track_table(args.tracks)
     by_slug = {path.stem: str(path) for path in args.shards}
     missing = sorted(set(table.loc[table["split"] != "test", "slug"]) - set(by_slug))
     if missing:
@@ -89,20 +93,26 @@ def _train(args) -> None:
           processes=args.processes)
 
 
-def _separate(args) -> None:
+def _separate(args) -> int | None:
     from musicsep.separate.oracles import oracle_shard
     from musicsep.separate.separator import separate_file, separate_shard
+    from musicsep.separate.stems import Interrupted
 
-    if args.oracle:
-        if not args.shard:
-            raise MusicsepError("--oracle needs --shard: oracles take the true sources from a shard")
-        oracle_shard(args.input, args.oracle, args.out, n_fft=args.n_fft, hop=args.hop)
-    elif args.shard:
-        separate_shard(args.input, args.model, args.out, wiener=args.wiener, chunk_seconds=args.chunk_seconds,
-                       context_seconds=args.context_seconds, batch_chunks=args.batch_chunks, device=args.device)
-    else:
-        separate_file(args.input, args.model, args.out, wiener=args.wiener, chunk_seconds=args.chunk_seconds,
-                      context_seconds=args.context_seconds, batch_chunks=args.batch_chunks, device=args.device)
+    try:
+        if args.oracle:
+            if not args.shard:
+                raise MusicsepError("--oracle needs --shard: oracles take the true sources from a shard")
+            if args.format != DEFAULT_FORMAT:
+                raise MusicsepError(f"--format {args.format}: oracles write {DEFAULT_FORMAT} (the evaluation's)")
+            oracle_shard(args.input, args.oracle, args.out, n_fft=args.n_fft, hop=args.hop)
+        else:
+            run = separate_shard if args.shard else separate_file
+            run(args.input, args.model, args.out, wiener=args.wiener, chunk_seconds=args.chunk_seconds,
+                context_seconds=args.context_seconds, batch_chunks=args.batch_chunks, device=args.device,
+                fmt=args.format)
+    except Interrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 128 + err.signum
 
 
 def _evaluate(args) -> None:
@@ -157,11 +167,10 @@ def _submit(args) -> int:
     return submit(command, res, executor=args.executor, log_dir=args.log_dir, wait=args.wait, name=args.name)
 
 
-def _check_config(args) -> None:
-    from musicsep.workflow.config import load_yaml, validate
+def _check_config(args) -> int:
+    from musicsep.workflow.check import check_config
 
-    validate(load_yaml(args.config), args.schema)
-    print(f"{args.config}: valid")
+    return check_config(args.config, args.schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("member", help="the track inside it, e.g. 'train/Artist - Title.stem.mp4'")
     p.add_argument("--out", type=Path, required=True, help="shard to write (.h5)")
     p.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    p.add_argument("--slug", default=None, help="the track's slug, stored in the shard")
+    p.add_argument("--slug", default=None,
+                   help="the track's slug, stored in the shard (default: its name's, as the workflow makes it)")
     p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help=f"output rate in Hz (default {SAMPLE_RATE})")
     p.add_argument("--mono", action="store_true", help="downmix every stream to mono")
     p.add_argument("--chunk-seconds", type=float, default=data.SHARD_CHUNK_SECONDS,
@@ -236,13 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training processes (default: one per visible GPU, else 1; >1 on CPU uses gloo)")
 
     p = command("separate", _separate,
-                f"separate an audio file (or a shard) into {{{','.join(TARGETS)}}}.wav")
-    p.add_argument("input", type=Path, help="an audio file ffmpeg reads, or a shard (.h5) with --shard")
+                f"separate an audio file (or a shard) into {{{','.join(TARGETS)}}}.wav (or --format's)")
+    p.add_argument("input", type=Path, help="an audio file ffmpeg reads (mono stays mono), or a shard (.h5) "
+                                            "with --shard")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="the model file (model.pt)")
     which.add_argument("--oracle", choices=ORACLES,
                        help="an oracle from the true sources instead of a model (needs --shard)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the five WAV files")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for the five stems (written as a set: all of them or none)")
+    p.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
+                   help=f"the stems' format (default {DEFAULT_FORMAT}: 32-bit float WAV, what the evaluation "
+                        "reads; wav-16, wav-24, flac-16, flac-24 round to 16 or 24 bits)")
     p.add_argument("--shard", action="store_true", help="INPUT is a shard: separate its mixture at its rate")
     p.add_argument("--wiener", action="store_true", help="multichannel Wiener post-filter (one iteration)")
     p.add_argument("--chunk-seconds", type=float, default=CHUNK_SECONDS,
@@ -352,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("subcommand", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                    help="the musicsep subcommand and its arguments")
 
-    p = command("check-config", _check_config, "validate a workflow config against the schema")
-    p.add_argument("config", type=Path, nargs="?", default=Path("config/config.yaml"))
+    p = command("check-config", _check_config, "check a workflow config as the workflow does at parse time")
+    p.add_argument("config", type=Path, nargs="*", help="config files layered as by `snakemake --configfile "
+                   "FILE ...`, over ./config/config.yaml when it exists (the workflow's; the default)")
     p.add_argument("--schema", type=Path, default=Path("config/schema.yaml"))
     return parser
 
@@ -363,13 +379,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     reuse_freed_memory()
     try:
-        status = args.func(args)
+        for key in ABOVE_ZERO.get(args.command, "").split():
+            if getattr(args, key, None) is not None and not getattr(args, key) > 0:
+                raise MusicsepError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be more than 0")
+        with terminated_raises():       # SIGTERM cleans up as Ctrl-C does
+            status = args.func(args)
     except MusicsepError as err:
         print(f"error: {err}", file=sys.stderr)
         from musicsep.train import STOPPED_EXIT, Stopped
 
         return STOPPED_EXIT if isinstance(err, Stopped) else 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print("terminated" if isinstance(err, Terminated) else "interrupted", file=sys.stderr)
+        return exit_status(err)
     return status if isinstance(status, int) else 0

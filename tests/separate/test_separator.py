@@ -132,7 +132,7 @@ def test_separate_cli_on_an_mp3(tmp_path, model_file):
 
 def test_separate_file_at_another_rate(tmp_path, model_file):
     """A mono 22.05 kHz WAV: resampled to the model's rate and back, written
-    at 22.05 kHz with exactly its length, in stereo."""
+    at 22.05 kHz with exactly its length, in mono."""
     wav = tmp_path / "in.wav"
     audio = music(1.3)[0]
     audio = np.interp(np.arange(int(len(audio) * 22050 / SR) - 3) * SR / 22050, np.arange(len(audio)), audio)
@@ -141,7 +141,7 @@ def test_separate_file_at_another_rate(tmp_path, model_file):
     assert list(paths) == list(TARGETS)
     for target, path in paths.items():
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)
-        assert rate == 22050 and data.shape == (len(audio), 2), target
+        assert rate == 22050 and data.shape == (len(audio), 1), target
         assert np.isfinite(data).all()
 
 

@@ -13,6 +13,7 @@ import fcntl
 import json
 import queue
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
@@ -69,8 +70,8 @@ def _last_line(text: str) -> str:
 
 
 def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | None = None,
-                  block_frames: int = 1 << 16, pcm16: bool = False) -> Iterator[np.ndarray]:
-    """Decode several audio streams in step, as stereo float32.
+                  block_frames: int = 1 << 16, pcm16: bool = False, channels: int = 2) -> Iterator[np.ndarray]:
+    """Decode several audio streams in step, as stereo (or, with ``channels=1``, mono) float32.
 
     ``inputs`` lists ``(file, audio stream index)``; the streams are decoded
     together (all five streams of a stem file, or five WAV files) and, when
@@ -78,11 +79,16 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
     decoded samples to 16 bits first, as musdb decodes a ``.stem.mp4``
     (stempeg's ``s16le``: ffmpeg's float-to-s16 conversion, the same one
     here), then to float32 exactly (``int16 / 32768``). Yields blocks of shape
-    ``(frames, len(inputs), 2)``; the last block may be shorter. Mono streams
-    are duplicated to both channels, more than two channels downmixed.
+    ``(frames, len(inputs), channels)``; the last block may be shorter. In
+    stereo, mono streams are duplicated to both channels (by ffmpeg's upmix,
+    which scales them by 0.7071: decode a mono file with ``channels=1`` to
+    keep its samples), more than two channels downmixed.
     Raises AudioError with ffmpeg's own message when decoding fails.
     """
     require_ffmpeg()
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 or 2, not {channels!r}")
+    layout = "mono" if channels == 1 else "stereo"
     files = list(dict.fromkeys(str(f) for f, _ in inputs))
     cmd = ["ffmpeg", "-nostdin", "-v", "error"]
     for f in files:
@@ -91,17 +97,17 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
     for k, (f, stream) in enumerate(inputs):
         chain = f"[{files.index(str(f))}:a:{stream}]"
         if pcm16:
-            chain += "aformat=sample_fmts=s16:channel_layouts=stereo,"
+            chain += f"aformat=sample_fmts=s16:channel_layouts={layout},"
         if sample_rate:
             chain += f"aresample={sample_rate}:resampler=soxr,"
-        chains.append(f"{chain}aformat=sample_fmts=flt:channel_layouts=stereo[s{k}]")
+        chains.append(f"{chain}aformat=sample_fmts=flt:channel_layouts={layout}[s{k}]")
     n = len(inputs)
     if n > 1:
         graph = ";".join(chains) + ";" + "".join(f"[s{k}]" for k in range(n)) + f"amerge=inputs={n}[out]"
     else:
         graph = chains[0].replace("[s0]", "[out]")
     cmd += ["-filter_complex", graph, "-map", "[out]", "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    frame_bytes = 4 * 2 * n
+    frame_bytes = 4 * channels * n
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         with contextlib.suppress(OSError, AttributeError):   # Linux: a 1 MiB pipe, fewer wake-ups
@@ -120,7 +126,7 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
                 usable = len(data) - len(data) % frame_bytes
                 pending = data[usable:]
                 if usable:
-                    yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, n, 2)
+                    yield np.frombuffer(data[:usable], dtype="<f4").reshape(-1, n, channels)
             finished = True
         finally:
             if not finished and proc.poll() is None:
@@ -150,6 +156,63 @@ def decode(path: str | Path, sample_rate: int | None = None, stream: int = 0) ->
     if not blocks:
         return np.zeros((2, 0), dtype=np.float32)
     return np.concatenate(blocks)[:, 0, :].T.copy()
+
+
+TRUNCATION_TOLERANCE = 0.1
+"""Seconds by which a decode may fall short of the duration its header
+declares before the file counts as truncated (an encoder's priming and
+padding, a container's rounding: well under this)."""
+
+
+def wav_header_frames(path: str | Path) -> int | None:
+    """The frames a WAV file's header declares (its ``data`` chunk's size over
+    the block size; RF64's ``ds64`` size for large files), read from the
+    header alone; None for what is not a RIFF/RF64 WAV or does not declare a
+    size (a WAV streamed to a pipe: 0 or 0xFFFFFFFF). Decoders clamp a size
+    past the end of the file to what is there, so only the header says how
+    much audio a truncated WAV should hold."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:] != b"WAVE":
+            return None
+        block, large = None, None
+        while len(chunk := fh.read(8)) == 8:
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"data":
+                if size == 0xFFFFFFFF and head[:4] == b"RF64":
+                    size = large
+                return size // block if block and size not in (None, 0, 0xFFFFFFFF) else None
+            body = fh.read(min(size, 64))
+            if name == b"fmt " and len(body) >= 14:
+                block = struct.unpack("<H", body[12:14])[0]
+            elif name == b"ds64" and len(body) >= 16:
+                large = struct.unpack("<Q", body[8:16])[0]
+            fh.seek(size + (size & 1) - len(body), 1)
+    return None
+
+
+def declared_seconds(path: str | Path, stream: AudioStream) -> float:
+    """The duration a file's header declares for its first audio stream: a
+    WAV's from its header (:func:`wav_header_frames`), any other's as ffprobe
+    reports it (a FLAC's STREAMINFO, an mp4's track header, an mp3's Xing
+    frame count, ...); NaN where neither says."""
+    try:
+        frames = wav_header_frames(path)
+    except OSError:
+        frames = None
+    if frames is not None and stream.sample_rate > 0:
+        return frames / stream.sample_rate
+    return stream.duration
+
+
+def check_complete(samples: int, sample_rate: int, declared: float) -> None:
+    """AudioError when ``samples`` decoded at ``sample_rate`` fall short of the
+    ``declared`` seconds by more than :data:`TRUNCATION_TOLERANCE` (the
+    check the shards make of MUSDB's files)."""
+    decoded = samples / sample_rate
+    if np.isfinite(declared) and decoded < declared - TRUNCATION_TOLERANCE:
+        raise AudioError(f"truncated or corrupt: decoded {decoded:.2f} s of the {declared:.2f} s its header "
+                         f"declares ({max(declared - decoded, 0):.2f} s missing)")
 
 
 def write_stem_mp4(path: str | Path, streams: np.ndarray, sample_rate: int,

@@ -22,3 +22,18 @@ changing the estimates (the figures per context length:
 (a model trained on real music for longer may: measure it with
 ``benchmarks/bench_context.py``) can be given more: ``context_seconds``,
 ``evaluation.context_seconds``, ``--context-seconds``."""
+
+
+FORMATS = {
+    "wav-f32": ("WAV", "FLOAT", ".wav"),
+    "wav-16": ("WAV", "PCM_16", ".wav"),
+    "wav-24": ("WAV", "PCM_24", ".wav"),
+    "flac-16": ("FLAC", "PCM_16", ".flac"),
+    "flac-24": ("FLAC", "PCM_24", ".flac"),
+}
+"""The stems' file formats: name -> (soundfile format, subtype, extension).
+``wav-f32`` (32-bit float WAV, the estimates as computed) is the default and
+what the workflow's evaluation reads; the others are rounded to 16 or 24
+bits, clipped at full scale (:mod:`musicsep.separate.stems`)."""
+
+DEFAULT_FORMAT = "wav-f32"

@@ -26,6 +26,21 @@ default (:data:`CONTEXT_SECONDS` says why). Models that
 cluster each example on its own (deep clustering, conditional centroids with
 EM iterations) cluster each chunk separately, so they agree less closely.
 
+Streaming. :meth:`Separator.stream` hands out the estimates chunk by chunk
+as they are finished (:class:`~musicsep.separate.streaming.StreamingOverlapAdd`),
+and the files and shards are separated that way: an input file is decoded
+and resampled to the model's rate into a scratch file beside the output,
+read back a window at a time, and the estimates are resampled back and
+written to the stems block by block (:class:`~musicsep.separate.stems.StemWriter`,
+which also makes the set of stems appear whole or not at all). No signal of
+the whole track is held in memory, a batch holds its windows' magnitudes
+(not their complex STFTs: each chunk's STFT is computed again for its
+masking), and the heap's free pages go back to the system after each batch
+(:func:`~musicsep.separate.streaming.release_free_memory`), so memory does
+not grow with the track's length (``benchmarks/RESULTS.md``, separation
+memory); the estimates are those of :meth:`Separator.separate` on the whole
+signal, value for value.
+
 The oracles (:mod:`musicsep.separate.oracles`) use the same frame grid and
 write the same outputs.
 
@@ -37,7 +52,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -45,8 +60,16 @@ import torch
 from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
 from musicsep.data.shard import Shard
 from musicsep.io import progress_bar
-from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS
-from musicsep.spectral.stft import Framing, OverlapAdd, magnitude
+from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS, DEFAULT_FORMAT
+from musicsep.separate.stems import StemWriter, check_destination, format_of
+from musicsep.separate.streaming import (
+    Resampler,
+    ScratchReader,
+    StreamingOverlapAdd,
+    decode_to_scratch,
+    release_free_memory,
+)
+from musicsep.spectral.stft import Framing, Reader, magnitude
 from musicsep.spectral.wiener import wiener
 
 log = logging.getLogger(__name__)
@@ -161,74 +184,94 @@ class Separator:
     def n_chunks(self, samples: int) -> int:
         return len(self.framing(samples).chunks(*self.chunk_frames()))
 
+    def counts(self, samples: int) -> str:
+        """What a ``samples``-long signal is cut into, in words: "21 chunks in 4 batches"."""
+        chunks = self.n_chunks(samples)
+        batches = len(_balanced(list(range(chunks)), self.batch_chunks))
+        return f"{chunks} chunk{'s' * (chunks != 1)} in {batches} batch{'es' * (batches != 1)}"
+
     @torch.no_grad()
-    def separate(self, mixture: np.ndarray, *, progress: bool = False, desc: str = "separate") -> dict[str, np.ndarray]:
-        """``mixture`` ``(channels, samples)`` float32 at :attr:`sample_rate`
-        -> ``{target: (channels, samples)}`` for :data:`TARGETS`."""
-        mixture = check_audio(mixture)
-        channels, length = mixture.shape
+    def stream(self, read: Reader, length: int, channels: int, *, progress: bool = False,
+               desc: str = "separate") -> Iterator[np.ndarray]:
+        """The estimates of the signal that ``read`` gives (``length`` samples
+        of ``channels`` at :attr:`sample_rate`), handed out chunk by chunk:
+        blocks ``(4 sources, channels, n)`` float32 in :data:`SOURCES` order
+        whose concatenation is the four estimates. ``read`` is asked for
+        windows in order (a batch of chunks at a time), and memory is bounded
+        by a batch, whatever the length. Progress is counted in batches."""
         if length == 0:
-            return as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))
+            return
         framing = self.framing(length)
-        acc = OverlapAdd(framing, (len(SOURCES), channels))
-        chunks = framing.chunks(*self.chunk_frames())
-
-        def read(a, b):
-            return mixture[:, a:b]
-
+        acc = StreamingOverlapAdd(framing, (len(SOURCES), channels))
         to_linear = self.model.features.to_linear
-        batches = _balanced(chunks, self.batch_chunks)
-        batch_done = progress_bar(len(batches), desc, unit="batch of chunks", show=progress and len(batches) > 1)
+        batches = _balanced(framing.chunks(*self.chunk_frames()), self.batch_chunks)
+        batch_done = progress_bar(len(batches), desc, unit="batch", show=progress and len(batches) > 1)
+        freq = framing.n_fft // 2 + 1
         for batch in batches:
-            specs = framing.stft_many(read, [(c0, c1) for _, _, c0, c1 in batch])
-            # (chunks, channels, freq, frames) -> one model call on (chunks * channels, freq, frames),
-            # mel masks (chunks, channels, sources, n_mels, frames); each chunk's are taken to full
-            # resolution on its kept frames only (all of them for the Wiener filter's covariances)
-            mel = self.model.mel_masks(magnitude(specs.flatten(0, 1))).unflatten(0, specs.shape[:2])
-            for (f0, f1, c0, _), m, spec in zip(batch, mel, specs):
+            # the windows' magnitudes, a window's STFT at a time, in one (chunks, channels, freq, frames)
+            # tensor laid out frames-major as torch.stft's output (what the model reads without copies)
+            frames = batch[0][3] - batch[0][2]
+            mag = torch.empty((len(batch), channels, frames, freq), device=self.device).transpose(-1, -2)
+            for k, (_, _, c0, c1) in enumerate(batch):
+                mag[k] = magnitude(framing.stft(read, c0, c1))
+            # one model call on (chunks * channels, freq, frames): mel masks (chunks, channels, sources,
+            # n_mels, frames); each chunk's are taken to full resolution on its kept frames only (all of
+            # them for the Wiener filter's covariances), against its STFT computed again (holding the
+            # batch's complex STFTs instead would double the batch's memory, for 2% of the time)
+            mel = self.model.mel_masks(mag.flatten(0, 1)).unflatten(0, (len(batch), channels))
+            del mag
+            for (f0, f1, c0, c1), m in zip(batch, mel):
+                spec = framing.stft(read, c0, c1)
                 if self.wiener:
                     estimates = wiener(apply_masks(to_linear(m.float()), spec), spec)
                     acc.add(estimates[..., f0 - c0:f1 - c0], f0, f1)
-                    continue
-                # the kept frames in blocks: masks, product and inverse FFT of a block stay in cache
-                for b0 in range(f0, f1, BLOCK_FRAMES):
-                    b1 = min(b0 + BLOCK_FRAMES, f1)
-                    keep = slice(b0 - c0, b1 - c0)
-                    acc.add(apply_masks(to_linear(m[..., keep].float()), spec[..., keep]), b0, b1)
+                else:
+                    # the kept frames in blocks: masks, product and inverse FFT of a block stay in cache
+                    for b0 in range(f0, f1, BLOCK_FRAMES):
+                        b1 = min(b0 + BLOCK_FRAMES, f1)
+                        keep = slice(b0 - c0, b1 - c0)
+                        acc.add(apply_masks(to_linear(m[..., keep].float()), spec[..., keep]), b0, b1)
+                yield acc.flush(f1)
+            del mel, m
+            release_free_memory()
             batch_done()
-        return as_targets(acc.result())
+
+    def separate(self, mixture: np.ndarray, *, progress: bool = False, desc: str = "separate") -> dict[str, np.ndarray]:
+        """``mixture`` ``(channels, samples)`` float32 at :attr:`sample_rate`
+        -> ``{target: (channels, samples)}`` for :data:`TARGETS` (in memory:
+        :meth:`stream` gathered)."""
+        mixture = check_audio(mixture)
+        channels, length = mixture.shape
+        out = np.empty((len(SOURCES), channels, length), dtype=np.float32)
+        done = 0
+        for block in self.stream(lambda a, b: mixture[:, a:b], length, channels, progress=progress, desc=desc):
+            out[..., done:done + block.shape[-1]] = block
+            done += block.shape[-1]
+        return as_targets(out)
 
 
-def write_targets(estimates: Mapping[str, np.ndarray], out_dir: str | Path, sample_rate: int) -> dict[str, Path]:
-    """``{out_dir}/{target}.wav`` (float32 WAV), each written atomically."""
-    import soundfile
-
-    from musicsep.io import atomic_path
-
-    out_dir = Path(out_dir)
-    paths = {}
-    for target in TARGETS:
-        path = out_dir / f"{target}.wav"
-        with atomic_path(path) as tmp:
-            soundfile.write(tmp, np.ascontiguousarray(estimates[target].T), sample_rate,
-                            subtype="FLOAT", format="WAV")
-        paths[target] = path
-    return paths
+def write_targets(estimates: Mapping[str, np.ndarray], out_dir: str | Path, sample_rate: int,
+                  fmt: str = DEFAULT_FORMAT) -> dict[str, Path]:
+    """``{out_dir}/{target}.wav`` (float32 WAV by default: ``fmt``, one of
+    :data:`musicsep.separate.FORMATS`), written as a set
+    (:class:`~musicsep.separate.stems.StemWriter`)."""
+    channels = np.shape(estimates[TARGETS[0]])[0]
+    with StemWriter(out_dir, sample_rate, channels, fmt) as writer:
+        writer.write_targets(estimates)
+        return writer.commit()
 
 
-def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
-    if audio.shape[-1] >= length:
-        return audio[..., :length]
-    return np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, length - audio.shape[-1])])
-
-
-def _resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """``(channels, samples)`` from ``rate_in`` to ``rate_out`` (soxr, high quality)."""
-    if rate_in == rate_out or audio.shape[-1] == 0:
-        return audio
-    import soxr
-
-    return np.ascontiguousarray(soxr.resample(audio.T, rate_in, rate_out, quality="HQ").T, dtype=np.float32)
+def _write_exactly(writer: StemWriter, blocks: Iterable[np.ndarray], length: int, channels: int) -> None:
+    """Blocks of sources ``(4, channels, n)`` to ``writer``, trimmed or
+    padded with zeros to exactly ``length`` samples."""
+    written = 0
+    for block in blocks:
+        take = min(block.shape[-1], length - written)
+        if take > 0:
+            writer.write(block[..., :take])
+            written += take
+    if written < length:
+        writer.write(np.zeros((len(SOURCES), channels, length - written), dtype=np.float32))
 
 
 def _separator(model_or_separator, **kw) -> Separator:
@@ -245,67 +288,100 @@ def _default_device() -> str:
 
 def separate_file(input_path: str | Path, model_path: str | Path | Separator, out_dir: str | Path, *,
                   wiener: bool = False, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = CONTEXT_SECONDS,
-                  batch_chunks: int = BATCH_CHUNKS, progress: bool = True,
-                  device: str | None = None) -> dict[str, Path]:
-    """Separate any audio file ffmpeg reads into ``{out_dir}/{target}.wav``.
+                  batch_chunks: int = BATCH_CHUNKS, progress: bool = True, device: str | None = None,
+                  fmt: str = DEFAULT_FORMAT) -> dict[str, Path]:
+    """Separate any audio file ffmpeg reads into ``{out_dir}/{target}{ext}``
+    (float32 WAV unless ``fmt`` says otherwise).
 
-    The file is decoded once at its own rate as stereo (mono duplicated, more
-    channels downmixed: :func:`musicsep.data.audio.decode`), resampled to the
-    model's rate with soxr, separated, and each estimate resampled back to the
-    input rate and trimmed or padded to exactly the decoded input's length.
-    Returns the written paths by target.
+    The file's first audio stream is decoded at its own rate, mono as mono
+    (one channel in, one out: the stems sum as the input does), anything
+    else as stereo (more channels downmixed by ffmpeg), resampled to the
+    model's rate with soxr into a scratch file beside the output, separated
+    as a stream (:meth:`Separator.stream`), and the estimates are resampled
+    back to the input rate and written block by block, trimmed or padded to
+    exactly the decoded input's length. A file that decodes to less than its
+    header declares (by more than
+    :data:`~musicsep.data.audio.TRUNCATION_TOLERANCE`) is an error naming
+    the missing duration, as for the shards. Returns the written paths by
+    target; every error is a MusicsepError naming the file.
     """
-    from musicsep.data.audio import AudioError, decode, probe
+    from musicsep.data.audio import AudioError, check_complete, declared_seconds, probe
 
     input_path = Path(input_path)
+    if input_path.is_dir():
+        raise MusicsepError(f"{input_path}: is a folder, not an audio file")
     if not input_path.is_file():
         raise MusicsepError(f"{input_path}: no such input file")
+    format_of(fmt)
+    check_destination(out_dir)
     separator = _separator(model_path, chunk_seconds=chunk_seconds, context_seconds=context_seconds,
                            batch_chunks=batch_chunks, wiener=wiener, device=device or _default_device())
     try:
         streams = probe(input_path)
-        if not streams:
-            raise MusicsepError(f"{input_path}: no audio stream")
-        rate = streams[0].sample_rate
-        if rate <= 0:
-            raise MusicsepError(f"{input_path}: cannot handle its audio (sample rate {rate!r}, "
-                                f"codec {streams[0].codec})")
-        audio = decode(input_path)
     except AudioError as err:
         raise MusicsepError(f"{input_path}: {err}") from None
-    if audio.shape[-1] == 0:
-        raise MusicsepError(f"{input_path}: no audio decoded (empty file?)")
-    if not np.isfinite(audio).all():
-        raise MusicsepError(f"{input_path}: NaN or Inf in the decoded audio")
-    length = audio.shape[-1]
-    mixture = _resample(audio, rate, separator.sample_rate)
-    del audio
-    log.info("%s: %.1f s at %d Hz, %s -> %d Hz, %d chunk(s)", input_path, length / rate, rate,
-             separator.name, separator.sample_rate, separator.n_chunks(mixture.shape[-1]))
-    estimates = separator.separate(mixture, progress=progress, desc=input_path.name)
-    estimates = {k: _fit_length(_resample(v, separator.sample_rate, rate), length) for k, v in estimates.items()}
-    paths = write_targets(estimates, out_dir, rate)
-    log.info("%s -> %s", input_path, out_dir)
+    if not streams:
+        raise MusicsepError(f"{input_path}: no audio stream")
+    rate, channels = streams[0].sample_rate, 1 if streams[0].channels == 1 else 2
+    if rate <= 0:
+        raise MusicsepError(f"{input_path}: cannot handle its audio (sample rate {rate!r}, "
+                            f"codec {streams[0].codec})")
+    with StemWriter(out_dir, rate, channels, fmt) as writer:
+        scratch = writer.scratch("mixture.f32")
+        try:
+            length, model_length = decode_to_scratch(input_path, rate, channels, separator.sample_rate, scratch)
+            if length == 0:
+                raise MusicsepError(f"{input_path}: no audio decoded (empty file?)")
+            check_complete(length, rate, declared_seconds(input_path, streams[0]))
+        except AudioError as err:
+            raise MusicsepError(f"{input_path}: {err}") from None
+        except OSError as err:
+            raise MusicsepError(f"{writer.out}: cannot write the decoded input there ({err.strerror})") from None
+        log.info("%s: %.1f s at %d Hz, %s, %s at %d Hz: %s", input_path, length / rate, rate,
+                 "mono" if channels == 1 else "stereo", separator.name, separator.sample_rate,
+                 separator.counts(model_length))
+        back = Resampler(separator.sample_rate, rate, len(SOURCES) * channels, frames_last=True)
+        read = ScratchReader(scratch, channels)
+
+        def blocks():
+            for block in separator.stream(read, model_length, channels, progress=progress, desc=input_path.name):
+                yield back(block)
+            yield back.end()
+        try:
+            _write_exactly(writer, blocks(), length, channels)
+        finally:
+            read.close()
+        paths = writer.commit()
+    log.info("%s -> %s", input_path, writer.out)
     return paths
 
 
 def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Path, *,
                    wiener: bool = False, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = CONTEXT_SECONDS,
                    batch_chunks: int = BATCH_CHUNKS, progress: bool = True,
-                   device: str | None = None) -> dict[str, Path]:
+                   device: str | None = None, fmt: str = DEFAULT_FORMAT) -> dict[str, Path]:
     """The workflow's separation job: the mixture (row 0) of a shard, separated
     by a model (a model file, a model, or a :class:`Separator`) into
-    ``{out_dir}/{target}.wav`` at the shard's rate (which must be the model's)."""
+    ``{out_dir}/{target}.wav`` at the shard's rate (which must be the
+    model's), read and written a chunk at a time."""
+    format_of(fmt)
+    check_destination(out_dir)
     separator = _separator(model_or_separator, chunk_seconds=chunk_seconds, context_seconds=context_seconds,
                            batch_chunks=batch_chunks, wiener=wiener, device=device or _default_device())
     with Shard(shard_path) as shard:
-        rate, name = shard.sample_rate, shard.name
+        rate, name, channels, length = shard.sample_rate, shard.name, shard.channels, shard.length
         if rate != separator.sample_rate:
             raise MusicsepError(f"{shard_path}: shard is at {rate} Hz, the model at {separator.sample_rate} Hz")
-        mixture = shard.mixture()
-    log.info("%s: %.1f s, %s, %d chunk(s)", name, mixture.shape[-1] / rate, separator.name,
-             separator.n_chunks(mixture.shape[-1]))
-    estimates = separator.separate(mixture, progress=progress, desc=name)
-    paths = write_targets(estimates, out_dir, rate)
-    log.info("%s -> %s", name, out_dir)
+
+        def read(a: int, b: int) -> np.ndarray:
+            block = shard.mixture(a, b)
+            if not np.isfinite(block).all():
+                raise MusicsepError(f"{shard_path}: NaN or Inf in the mixture, near {a / rate:.2f} s")
+            return block
+        log.info("%s: %.1f s, %s, %s", name, length / rate, separator.name, separator.counts(length))
+        with StemWriter(out_dir, rate, channels, fmt) as writer:
+            for block in separator.stream(read, length, channels, progress=progress, desc=name):
+                writer.write(block)
+            paths = writer.commit()
+    log.info("%s -> %s", name, writer.out)
     return paths
