@@ -90,6 +90,14 @@ def test_short_track_overlapping_frames_and_mono():
     assert_like_museval(refs, est, win=8000, hop=3000, ours=bss_eval(refs, est, 8000, 3000))
 
 
+def test_windows_shorter_than_the_filters():
+    rng = np.random.default_rng(4)
+    refs = rng.standard_normal((2, 5000, 2))
+    est = refs + 0.2 * rng.standard_normal(refs.shape) + 0.1 * refs[::-1]
+    for win, hop in ((300, 300), (400, 250)):
+        assert_like_museval(refs, est, win=win, hop=hop, ours=bss_eval(refs, est, win, hop))
+
+
 def test_a_source_silent_over_the_whole_track_is_refused_as_museval_refuses_it():
     rng = np.random.default_rng(4)
     refs = rng.standard_normal((2, 20000, 2))

@@ -292,8 +292,10 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, *,
 
     # 1. cross-correlations of every (reference or estimate channel, reference channel) pair;
     # when the frames are the correlations' blocks (hop = window), their spectra are kept for 3.
-    spectra = {} if hop == window else None
-    corr = _correlations(references, estimates, min(window, length), L, xp, batch, spectra)
+    # (blocks shorter than the filters would pair samples across two block starts: longer ones then)
+    block = min(window, length) if window >= L else min(8 * L, length)
+    spectra = {} if hop == window and block == min(window, length) else None
+    corr = _correlations(references, estimates, block, L, xp, batch, spectra)
 
     # 2. the filters, from museval's regularised Gram matrix G + eps I
     A = _toeplitz_blocks(corr[:K])
