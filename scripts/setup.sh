@@ -36,4 +36,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 # torch first and pinned: with it in place, the package's torch range adds nothing.
 "${pip[@]}" install "torch==2.13.0"
 "${pip[@]}" install -c constraints.txt -e ".[test]"
+# The tests' reference implementations (the reference extra), without their dependencies:
+# openunmix requires torchaudio, which has no release for torch 2.13.0 and would replace it.
+"${pip[@]}" install --no-deps -c constraints.txt openunmix
 "$venv/bin/python" -m musicsep --version

@@ -55,7 +55,7 @@ def test_checkpoint_round_trip(tmp_path, name, kw):
     assert masks.shape == (mix.shape[0], K, N_FREQ, mix.shape[-1])
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(MODELS.keys() - {"umx"}))      # the families of musicsep 0.1.0
 def test_an_old_model_file_loads_and_masks_as_before(name):
     expected = np.load(OLD / "expected.npz")
     model, state = load_model(OLD / f"{name}.pt")

@@ -63,6 +63,8 @@ def test_origin_is_the_last_layer_that_sets_the_key():
 BAD = [
     ("model_args typo", "experiments:\n  baseline:\n    model: blstm_mask\n    model_args: {hiden: 3}\n",
      "bad.yaml: experiments.baseline.model_args.hiden: unknown argument of blstm_mask (known: "),
+    ("STFT in model_args", "experiments:\n  baseline:\n    model: blstm_mask\n    model_args: {n_fft: 4096}\n",
+     "bad.yaml: experiments.baseline.model_args.n_fft: set by the workflow for every experiment (`features.n_fft`"),
     ("missing dataset", "dataset:\n  path: missing/musdb18.zip\n",
      "bad.yaml: dataset.path: missing/musdb18.zip: dataset path does not exist"),
     ("unknown key", "loader:\n  excerpt_secs: 2\n",

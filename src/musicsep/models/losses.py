@@ -15,6 +15,9 @@
   (Wang, Le Roux, Hershey, "Alternative objective functions for deep
   clustering", ICASSP 2018), zero for bins more than ``threshold_db`` below the
   mixture's maximum.
+- :func:`mse_magnitude_loss`: open-unmix's mean squared error between
+  estimated and true magnitude spectrograms, per source (the ``mse`` loss of
+  :class:`musicsep.models.umx.UMX`).
 - :func:`si_sdr`: scale-invariant SDR in dB, the fast validation metric of
   training (logged as ``si_sdr_fast_not_bss_eval``). It is not BSS Eval's SDR
   (museval, :mod:`musicsep.evaluate.track`) and never enters the published tables.
@@ -166,6 +169,14 @@ def affinity_loss_naive(v: torch.Tensor, labels: torch.Tensor, weights: torch.Te
     w = weights[:, :, None] * weights[:, None, :]
     diff = v @ v.transpose(1, 2) - labels @ labels.transpose(1, 2)
     return ((w * diff.square()).sum((1, 2)) / weights.sum(1).square().clamp_min(1e-8)).mean()
+
+
+def mse_magnitude_loss(estimates: torch.Tensor, src_mag: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per source ``(sources,)`` between estimated and
+    true magnitudes, both ``(batch, sources, freq, frames)``: for each source,
+    open-unmix's ``mse_loss(Y_hat, Y)`` of its target (the true magnitude is
+    not capped at the mixture's)."""
+    return (estimates - src_mag).square().mean(dim=(0, 2, 3))
 
 
 def si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ MODELS: dict[str, ModelInfo] = {
                                        ("masks", "embeddings")),
     "deep_clustering": ModelInfo("musicsep.models.deep_clustering", "DeepClustering", ("dc",),
                                  ("masks", "embeddings")),
+    "umx": ModelInfo("musicsep.models.umx", "UMX", ("mse",)),
 }
 """Model name (the config's ``model``, the model file's ``model``) -> its family."""
 

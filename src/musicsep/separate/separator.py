@@ -137,7 +137,10 @@ class Separator:
     ``wiener``: refine the masked estimates with one multichannel Wiener
     iteration (:func:`wiener`; on each chunk with its
     context, the spatial covariances estimated over those frames, as
-    open-unmix does per window); ``device``: where the model runs.
+    open-unmix does per window); ``device``: where the model runs. A model
+    that joins the channels (a ``channels`` attribute above 1: umx) is given
+    a mono mixture on each of its channels, as open-unmix's separator upmixes
+    it, and refuses audio of other channel counts.
     """
 
     def __init__(self, model, *, chunk_seconds: float = CHUNK_SECONDS, context_seconds: float = CONTEXT_SECONDS,
@@ -201,6 +204,9 @@ class Separator:
         by a batch, whatever the length. Progress is counted in batches."""
         if length == 0:
             return
+        joined = getattr(self.model, "channels", 1)     # channels the model reads together (umx: 1 or 2)
+        if channels not in (1, joined) and joined > 1:
+            raise MusicsepError(f"the model {self.name} separates {joined}-channel audio; this has {channels}")
         framing = self.framing(length)
         acc = StreamingOverlapAdd(framing, (len(SOURCES), channels))
         to_linear = self.model.features.to_linear
@@ -218,7 +224,9 @@ class Separator:
             # n_mels, frames); each chunk's are taken to full resolution on its kept frames only (all of
             # them for the Wiener filter's covariances), against its STFT computed again (holding the
             # batch's complex STFTs instead would double the batch's memory, for 2% of the time)
-            mel = self.model.mel_masks(mag.flatten(0, 1)).unflatten(0, (len(batch), channels))
+            if joined > channels:           # a mono mixture on every channel, as open-unmix's Separator upmixes it
+                mag = mag.expand(-1, joined, -1, -1)
+            mel = self.model.mel_masks(mag.flatten(0, 1)).unflatten(0, (len(batch), mag.shape[1]))[:, :channels]
             del mag
             for (f0, f1, c0, c1), m in zip(batch, mel):
                 spec = framing.stft(read, c0, c1)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import torch
 
-from musicsep.models.losses import affinity_loss, dc_targets, l1_mel_mask_loss
+from musicsep import SOURCES, MusicsepError
+from musicsep.models.losses import (
+    affinity_loss,
+    dc_targets,
+    l1_mel_mask_loss,
+    mse_magnitude_loss,
+)
 from musicsep.spectral.stft import magnitude
 
 
@@ -37,7 +43,12 @@ def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float,
     """Loss of a batch of sources ``(batch, sources, channels, samples)``.
     ``keep``, a dict, receives the mixture spectrogram (``mix_spec``) and the
     model's outputs (validation uses them)."""
-    features = model.module.features if hasattr(model, "module") else model.features
+    inner = model.module if hasattr(model, "module") else model
+    features = inner.features
+    joined = getattr(inner, "channels", None)           # a model that joins the channels (umx) needs as many
+    if joined is not None and sources.shape[2] != joined:
+        raise MusicsepError(f"model {inner.name} joins {joined} channel(s), the training audio has "
+                            f"{sources.shape[2]} (data.mono): set model_args.channels to {sources.shape[2]}")
     mix_spec, src_spec = spectrograms(features, sources)
     mix_mag, src_mag = magnitude(mix_spec), magnitude(src_spec)
     out = model(mix_mag, full_resolution=False)
@@ -47,7 +58,12 @@ def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float,
     if loss_name in ("dc", "l1_dc"):
         labels, weights = dc_targets(features.to_mel(mix_mag), features.to_mel(src_mag))
         parts["dc"] = affinity_loss(out["embeddings"].float(), labels, weights)
-    loss = parts.get("l1", 0.0) + (dc_weight if loss_name == "l1_dc" else 1.0) * parts.get("dc", 0.0)
+    if loss_name == "mse":          # open-unmix's, summed over the networks (each gets its own gradient)
+        per_source = mse_magnitude_loss(out["magnitudes"], src_mag)
+        parts.update({f"mse_{name}": value for name, value in zip(SOURCES, per_source)})
+        parts["mse"] = per_source.sum()
+    loss = parts.get("mse", 0.0) + parts.get("l1", 0.0) \
+        + (dc_weight if loss_name == "l1_dc" else 1.0) * parts.get("dc", 0.0)
     if keep is not None:
         keep.update(out, mix_spec=mix_spec)
     return loss, {k: v.detach() for k, v in parts.items()}

@@ -13,7 +13,7 @@ import yaml
 
 from musicsep import MusicsepError
 from musicsep.data.musdb import build_table, scan, table_frame
-from musicsep.models.registry import check_loss, check_model_args, model_info
+from musicsep.models.registry import check_loss, check_model_args, model_info, signature
 from musicsep.toy.musdb import toy_tracks
 from musicsep.workflow.config import load_yaml, validate
 
@@ -119,6 +119,16 @@ SEPARATION_KEYS = ("wiener", "chunk_seconds", "context_seconds", "batch_chunks")
 (``musicsep.separate.separator.Separator``'s arguments of the same names)."""
 
 
+NEUTRAL_TRAINING = {"weight_decay": 0}
+"""Training settings added after runs existed, at the value that computes what
+runs without them did: left out of a spec there, so that the models and run
+folders of an older version stay current (Snakemake's params, the run's hash)."""
+
+
+def _training(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if not (k in NEUTRAL_TRAINING and v == NEUTRAL_TRAINING[k])}
+
+
 def experiment_specs(config: dict) -> dict[str, dict]:
     """One training spec per experiment (what ``musicsep train`` runs),
     checked now so that a bad experiment block fails at parse time, naming the
@@ -129,8 +139,18 @@ def experiment_specs(config: dict) -> dict[str, dict]:
         args = {k: _yaml_scalar(v) for k, v in (exp.get("model_args") or {}).items()}
         info = model_info(exp["model"], f"experiments.{name}.model")
         check_model_args(exp["model"], f"experiments.{name}.model_args", **args)
+        shared = sorted(set(args) & ({"sample_rate"} | set(config["features"])))
+        if shared:      # the STFT and features are the workflow's, one for every experiment and the oracles
+            raise MusicsepError(f"experiments.{name}.model_args.{shared[0]}: set by the workflow for every "
+                                f"experiment (`features.{shared[0]}` or `data.sample_rate`), not per model")
+        if "channels" in signature(exp["model"]):       # a model that joins the channels (umx): the shards'
+            channels = 1 if config["data"]["mono"] else 2
+            if args.setdefault("channels", channels) != channels:
+                raise MusicsepError(f"experiments.{name}.model_args.channels: {args['channels']} does not fit "
+                                    f"data.mono {str(config['data']['mono']).lower()} (shards of {channels} "
+                                    f"channel{'s' * (channels > 1)})")
         spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or info.default_loss,
-                "model_args": args, "training": {**config["training"], **exp.get("training", {})},
+                "model_args": args, "training": _training(config["training"] | exp.get("training", {})),
                 "loader": config["loader"], "features": config["features"],
                 "sample_rate": config["data"]["sample_rate"]}
         if spec["training"]["sdr_every"]:       # SDR validation separates as the evaluation will
