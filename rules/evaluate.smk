@@ -1,4 +1,5 @@
-# Evaluation: museval (BSS Eval v4) per (system, track), and the aggregate tables.
+# Evaluation: museval (BSS Eval v4) per (system, track), and the aggregate tables (with the published
+# results of evaluation.published beside ours).
 #
 # Job priorities (`priority:`; a free core goes to the ready job of the highest):
 # 50 train; 40 evaluate of a trained model; 30 separate and the data rules
@@ -37,10 +38,15 @@ rule aggregate:
         scores=f"{RESULTS}/scores.csv",
         summary=f"{RESULTS}/summary.md",
         medians=f"{RESULTS}/medians.csv",
+    params:
+        # published results beside ours (evaluation.published: built-in names, SiSEC 2018 files or folders)
+        published=config["evaluation"]["published"],
+        published_option="--published" if config["evaluation"]["published"] else "",
     conda:
         ENV
     log:
         f"{RESULTS}/logs/aggregate.log",
     shell:
         "python -m musicsep aggregate {input.scores:q} --tracks {input.tracks:q} "
-        "--out {output.scores:q} --summary {output.summary:q} --medians {output.medians:q} 2> {log:q}"
+        "--out {output.scores:q} --summary {output.summary:q} --medians {output.medians:q} "
+        "{params.published_option} {params.published:q} 2> {log:q}"

@@ -18,6 +18,7 @@ SCORE_PLOTS = {
     "heatmap": f"{PLOTS}/scores/sdr_heatmap.svg",
 }
 TRAINING_PLOT = f"{PLOTS}/training/{{exp}}.svg"
+LEARNING_CURVES = f"{PLOTS}/learning_curves.svg"
 MASKS_PLOT = f"{PLOTS}/masks/{{exp}}.png"
 EMBEDDINGS_PLOT = f"{PLOTS}/embeddings/{{exp}}.png"
 AUDIO_PAGE = f"{PLOTS}/audio/{{slug}}/{{system}}.html"
@@ -59,6 +60,22 @@ rule plot_training:
         f"{RESULTS}/logs/plots/training/{{exp}}.log",
     shell:
         "python -m musicsep plots training {input:q} --name {wildcards.exp} --out {output:q} 2> {log:q}"
+
+
+rule plot_learning_curves:
+    input:
+        expand(f"{RESULTS}/models/{{exp}}/metrics.jsonl", exp=SPECS),
+    output:
+        report(LEARNING_CURVES, caption="../report/learning_curves.rst", category="2. Training",
+               labels={"experiment": "all (learning curves)"}),
+    params:
+        names=list(SPECS),
+    conda:
+        ENV
+    log:
+        f"{RESULTS}/logs/plots/learning_curves.log",
+    shell:
+        "python -m musicsep plots learning-curves {input:q} --names {params.names:q} --out {output:q} 2> {log:q}"
 
 
 rule plot_masks:
@@ -146,6 +163,7 @@ rule audio_reference:
 REPORT_FILES = [
     *SCORE_PLOTS.values(),
     *expand(TRAINING_PLOT, exp=SPECS),
+    LEARNING_CURVES,
     *(expand(MASKS_PLOT, exp=SPECS) if FIRST_TEST else []),
     *(expand(EMBEDDINGS_PLOT, exp=EMBEDDING_EXPS) if FIRST_TEST else []),
     *(expand(AUDIO_PAGE, slug=FIRST_TEST, system=["reference", *SYSTEMS]) if FIRST_TEST else []),

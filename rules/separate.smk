@@ -1,5 +1,5 @@
 # Separation of every test track by every experiment (rule separate) and by
-# the oracles (rule oracle), one job per (system, track).
+# the oracles (rule oracle; `mix` copies the mixture to every target, no STFT), one job per (system, track).
 
 
 wildcard_constraints:

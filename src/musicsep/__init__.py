@@ -19,8 +19,10 @@ ACCOMPANIMENT: tuple[str, ...] = ("bass", "drums", "other")
 TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other", "accompaniment")
 """What separation writes and evaluation scores, in the order of the tables."""
 
-ORACLES: tuple[str, ...] = ("irm1", "irm2", "ibm", "ibm1", "ibm2", "mwf")
-"""Oracle kinds: ideal ratio masks on magnitudes (1) and powers (2), the ideal
+ORACLES: tuple[str, ...] = ("mix", "irm1", "irm2", "ibm", "ibm1", "ibm2", "mwf")
+"""Oracle kinds: the mixture itself as every target's estimate (``mix``, SiSEC
+2018's MIX: the score of doing nothing, the floor of the share of the oracle's
+improvement), ideal ratio masks on magnitudes (1) and powers (2), the ideal
 binary mask (each bin to its loudest source), SiSEC 2018's ideal binary masks
 IBM1 and IBM2 (a source keeps the bins where its magnitude, or power, is at
 least half the mixture's), and the multichannel Wiener filter of the true
@@ -29,10 +31,19 @@ kind names in the results is :func:`oracle_system` of it."""
 
 ORACLE_PREFIX = "oracle_"
 
+MIXTURE_SYSTEM = ORACLE_PREFIX + "mix"
+"""The system of the ``mix`` oracle: the unprocessed mixture, shown as ``mixture``."""
+
 
 def oracle_system(kind: str) -> str:
     """The system name of an oracle kind in the results (``irm1`` -> ``oracle_irm1``)."""
     return ORACLE_PREFIX + kind
+
+
+def system_label(system: str) -> str:
+    """A system's name as tables and figures show it: ``mixture`` for
+    :data:`MIXTURE_SYSTEM`, any other name as it is."""
+    return "mixture" if system == MIXTURE_SYSTEM else system
 
 
 SAMPLE_RATE = 44100

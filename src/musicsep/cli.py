@@ -140,6 +140,8 @@ def _plots(args) -> None:
                            box=args.box, heatmap=args.heatmap)
     elif args.kind == "training":
         training.plot_training(args.metrics, args.out, name=args.name)
+    elif args.kind == "learning-curves":
+        training.plot_learning_curves(args.metrics, args.out, names=args.names)
     elif args.kind == "masks":
         masks.plot_masks(args.model, args.shard, args.out, seconds=args.seconds, start=args.start,
                           name=args.name)
@@ -296,12 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--medians", type=Path, default=None,
                    help="CSV of the summary's medians at full precision (system, target, metric, median)")
     p.add_argument("--published", type=Path, nargs="+", default=[],
-                   help="folders of published scores (e.g. SiSEC 2018 submissions/) put beside ours")
+                   help="published results beside ours: umx (built in), SiSEC 2018 files or folders (README)")
     p.add_argument("--tracks", type=Path, default=None,
                    help="track table (tracks.tsv): name tracks by their MUSDB names, not the file stems (slugs)")
     p.add_argument("--system-from", "--experiment-from", choices=["parent", "root"], default="parent",
-                   help="system name: the JSON's folder (skipping test/train) or the folder given "
-                        "(default parent)")
+                   help="system name: the JSON's folder (skipping test/train) or the folder given (default parent)")
 
     p = command("plots", _plots, "figures, tables and audio pages of the HTML report (snakemake --report)")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="KIND")
@@ -316,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("metrics", type=Path, help="metrics.jsonl (one record per epoch)")
     k.add_argument("--out", type=Path, required=True, help="the figure (.svg or .png)")
     k.add_argument("--name", default=None, help="experiment name (default: the file's folder)")
+    k = kinds.add_parser("learning-curves", help="every experiment's validation loss and SDR against step and time")
+    k.add_argument("metrics", type=Path, nargs="+", help="the experiments' metrics.jsonl files")
+    k.add_argument("--names", nargs="+", default=None, help="one name per file (default: the files' folders)")
+    k.add_argument("--out", type=Path, required=True, help="the figure (.svg or .png)")
     for kind, help_ in [("masks", "mixture spectrogram, a model's masks and the ideal ratio masks on an excerpt"),
                         ("embeddings", "2-D PCA of an embedding model's embeddings of an excerpt")]:
         k = kinds.add_parser(kind, help=help_)

@@ -55,17 +55,23 @@ def test_html_report_of_a_tiny_toy_run(tiny_report):
     (slug,) = [p.stem for p in (work / "results" / "scores" / "baseline").glob("*.json")]
     plots = "results/plots"
     expected = ([f"{plots}/summary.html", "results/summary.md", f"{plots}/scores/track_medians.csv",
-                 f"{plots}/scores/sdr_boxplots.svg", f"{plots}/scores/sdr_heatmap.svg"]
+                 f"{plots}/scores/sdr_boxplots.svg", f"{plots}/scores/sdr_heatmap.svg", f"{plots}/learning_curves.svg"]
                 + [f"{plots}/{kind}/{exp}.{ext}" for kind, ext in [("training", "svg"), ("masks", "png")]
                    for exp in ["baseline", "centroids", "dpcl"]]
                 + [f"{plots}/embeddings/{exp}.png" for exp in ["centroids", "dpcl"]]
                 + [f"{plots}/audio/{slug}/{system}.html" for system in
-                   ["reference", "baseline", "centroids", "dpcl", "oracle_irm1", "oracle_irm2", "oracle_ibm",
-                    "oracle_mwf"]])
+                   ["reference", "baseline", "centroids", "dpcl", "oracle_mix", "oracle_irm1", "oracle_irm2",
+                    "oracle_ibm", "oracle_mwf"]])
     assert sorted(results) == sorted(expected)
     # the summary table, inside the page that the report embeds
     assert "<td>oracle_irm1</td>" in decoded(results[f"{plots}/summary.html"]).decode()
     assert "| oracle_irm1 |" in decoded(results["results/summary.md"]).decode()
+    assert "## Share of the oracle's improvement" in decoded(results["results/summary.md"]).decode()
+    # every experiment's learning curves, on one page, from the real trainings' metrics
+    curves = results[f"{plots}/learning_curves.svg"]
+    assert "Learning curves of every experiment" in curves["caption"]
+    assert "baseline, centroids, dpcl" in curves["caption"]
+    assert all(f">{exp}<" in decoded(curves).decode() for exp in ["baseline", "centroids", "dpcl"])
     # captions, rendered with the job's wildcards and the config
     assert "Training curves of experiment <strong>dpcl</strong>" in results[f"{plots}/training/dpcl.svg"]["caption"]
     assert "deep_clustering" in results[f"{plots}/embeddings/dpcl.png"]["caption"]
@@ -143,7 +149,7 @@ def test_the_report_in_a_browser(tiny_report, tmp_path):
     results = report_variable(page, "results")
     figures = [p for p in results if p.endswith((".svg", ".png"))]
     scores = ["results/plots/scores/sdr_boxplots.svg", "results/plots/scores/sdr_heatmap.svg"]
-    assert set(scores) <= set(figures) and len(figures) == 10
+    assert set(scores) <= set(figures) and len(figures) == 11
     dom = in_chromium(showing(page, figures, tmp_path / "all.html"), "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
     found = re.search(r'<pre id="measured">(.*?)</pre>', dom.stdout)

@@ -21,11 +21,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def score_table(seed: int = 0) -> pd.DataFrame:
-    """museval-like frame scores: 3 systems, 3 tracks, 5 targets, 4 metrics,
-    5 frames; one NaN frame, and one track whose vocals are all NaN."""
+    """museval-like frame scores: 4 systems (the mixture one), 3 tracks, 5
+    targets, 4 metrics, 5 frames; one NaN frame, and one track whose vocals
+    are all NaN."""
     rng = np.random.default_rng(seed)
     rows = []
-    for system, base in [("baseline", 3.0), ("dpcl", 1.0), ("oracle_irm1", 10.0)]:
+    for system, base in [("baseline", 3.0), ("dpcl", 1.0), ("oracle_irm1", 10.0), ("oracle_mix", -3.0)]:
         for track in ["A - One", "B - Two", "C <Three>"]:
             for target in TARGETS:
                 for metric in ["SDR", "SIR", "ISR", "SAR"]:
@@ -40,6 +41,8 @@ def score_table(seed: int = 0) -> pd.DataFrame:
 def test_system_order_puts_oracles_last():
     assert system_order(["oracle_mwf", "dpcl", "oracle_irm1", "baseline", "dpcl"]) == \
         ["baseline", "dpcl", "oracle_irm1", "oracle_mwf"]
+    assert system_order(["oracle_irm1", "oracle_mix", "baseline", "IRM1", "TAK1", "MIX"]) == \
+        ["TAK1", "baseline", "MIX", "oracle_mix", "IRM1", "oracle_irm1"]      # the mixture before the oracles
 
 
 def test_scores_tables_and_figures(tmp_path):
@@ -53,12 +56,13 @@ def test_scores_tables_and_figures(tmp_path):
 
     page = (out / "summary.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<h2>SDR</h2>" in page
-    assert "<td>oracle_irm1</td>" in page and "<code>oracle_irm1</code>" in page
+    assert "<td>oracle_irm1</td>" in page and "<code>oracle_mix</code>" in page        # named once, in the text
+    assert "<td>mixture</td>" in page and "<h2>Share of the oracle's improvement</h2>" in page
     assert '<th style="text-align:right">vocals</th>' in page
 
     medians = pd.read_csv(out / "medians.csv")
     assert list(medians.columns) == ["system", "track", "target", "SDR", "SIR", "ISR", "SAR"]
-    assert len(medians) == 3 * 3 * 5
+    assert len(medians) == 4 * 3 * 5
     b_vocals = medians[(medians["track"] == "B - Two") & (medians["target"] == "vocals")]
     assert b_vocals["SDR"].isna().all()
     # the median over tracks of the per-track medians is the summary's number
@@ -69,8 +73,9 @@ def test_scores_tables_and_figures(tmp_path):
     for name in ("box.svg", "heat.svg"):
         text = (out / name).read_text()
         assert_svg(out / name)
-        for word in ["baseline", "oracle_irm1", "accompaniment"]:
+        for word in ["baseline", "oracle_irm1", "accompaniment", ">mixture<"]:
             assert word in text, (name, word)
+        assert "oracle_mix" not in text, name                         # the mixture by its readable name
     assert "C &lt;Three&gt;" in (out / "heat.svg").read_text()     # track names, escaped
 
 

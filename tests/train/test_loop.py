@@ -131,7 +131,8 @@ def test_sigterm_then_resume_gives_the_same_weights(data, tmp_path):
 def test_a_resumed_epoch_reports_the_whole_epochs_training_loss(data, tmp_path, monkeypatch):
     """SIGTERM in the middle of epoch 2, then a resume: each epoch's train_loss
     (and each part of the loss) is the uninterrupted run's, not the mean of the
-    batches after the resume; the epoch's seconds go on from the stop."""
+    batches after the resume; the epoch's seconds, and the run's elapsed_seconds,
+    go on from the stop."""
     the_spec = spec(epochs=2)                  # 2 batches per epoch
     reference = run(data, tmp_path / "straight", the_spec)
     assert reference["state"]["step"] == 4
@@ -160,6 +161,11 @@ def test_a_resumed_epoch_reports_the_whole_epochs_training_loss(data, tmp_path, 
         assert [b[k] for k in train_keys] == pytest.approx([a[k] for k in train_keys], rel=1e-12)
         assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-12)
     assert resumed[1]["seconds"] >= stopped["train_seconds"]
+    # the run's clock: on from the stop, never back to 0 (the learning curves' wall time)
+    assert resumed[0]["seconds"] <= resumed[0]["elapsed_seconds"] < stopped["elapsed_seconds"]
+    assert stopped["elapsed_seconds"] <= resumed[1]["elapsed_seconds"]
+    assert resumed[1]["elapsed_seconds"] - resumed[0]["elapsed_seconds"] >= resumed[1]["seconds"] - 1e-3
+    assert final["state"]["elapsed_seconds"] == pytest.approx(resumed[1]["elapsed_seconds"], abs=1e-3)
     assert final["state"]["train_batches"] == 0 and final["state"]["train_sums"] == {}
     for key, value in reference["weights"].items():
         assert torch.equal(value, final["weights"][key]), key

@@ -104,7 +104,7 @@ def test_end_to_end_on_a_tiny_toy(tmp_path):
         assert (tmp_path / "results" / "runs" / exp / "latest.pt").exists()
         assert list((tmp_path / "results" / "runs" / exp).glob("events.out.tfevents.*"))   # TensorBoard run: exp
     results = tmp_path / "results"
-    systems = ["baseline", "centroids", "dpcl", "oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
+    systems = ["baseline", "centroids", "dpcl", "oracle_mix", "oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
     (slug,) = [p.stem for p in (results / "scores" / "baseline").glob("*.json")]
     for system in systems:
         assert (results / "scores" / system / f"{slug}.json").exists()
@@ -113,9 +113,11 @@ def test_end_to_end_on_a_tiny_toy(tmp_path):
     scores = pd.read_csv(results / "scores.csv")
     assert set(scores["system"]) == set(systems)
     summary = (results / "summary.md").read_text()
-    assert "| oracle_irm1 |" in summary and "fraction of oracle_irm1" in summary
+    assert "| oracle_irm1 |" in summary and "| mixture |" in summary and "### baseline" in summary
+    assert "## Share of the oracle's improvement" in summary
     medians = pd.read_csv(results / "medians.csv")
-    assert list(medians.columns) == ["system", "target", "metric", "median"] and set(medians["system"]) == set(systems)
+    assert list(medians.columns) == ["system", "target", "metric", "median", "source"]
+    assert set(medians["system"]) == set(systems) and "share" in set(medians["metric"])
     # a changed experiment block retrains that experiment only
     again = snakemake(tmp_path, "-n", config=config + ["experiments={dpcl: {model_args: {dim: 8}}}"])
     assert again.returncode == 0 and job_counts(again.stdout)["train"] == 1

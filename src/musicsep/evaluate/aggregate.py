@@ -6,7 +6,10 @@ submissions, ``submissions/<method>/test/<track>.json``) into one tidy table
 CSV and reports the median over frames then over tracks per system, target
 and metric, exactly as museval's ``EvalStore.agg_frames_tracks_scores()``
 does: as a Markdown summary (2 decimals) and, at full precision, as a CSV of
-:data:`MEDIAN_COLUMNS`.
+:data:`MEDIAN_COLUMNS`. The summary also gives each system's share of the
+oracle's improvement (:func:`improvement_shares`: 0 the mixture, 1 the ideal
+ratio mask) and puts published results (:mod:`musicsep.evaluate.published`)
+beside ours, marked as published with their sources.
 """
 
 from __future__ import annotations
@@ -15,19 +18,33 @@ import json
 import logging
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from musicsep import TARGETS, MusicsepError
+from musicsep import (
+    MIXTURE_SYSTEM,
+    SOURCES,
+    TARGETS,
+    MusicsepError,
+    oracle_system,
+    system_label,
+)
+from musicsep.evaluate.published import sort_published
 from musicsep.evaluate.track import METRICS
 from musicsep.io import atomic_paths
+from musicsep.report.common import is_oracle, system_order
 
 log = logging.getLogger(__name__)
 
 COLUMNS: list[str] = ["system", "track", "target", "metric", "frame", "score"]
-MEDIAN_COLUMNS: list[str] = ["system", "target", "metric", "median"]
+MEDIAN_COLUMNS: list[str] = ["system", "target", "metric", "median", "source"]
+SHARE = "share"
+"""The metric of medians.csv's rows of the share of the oracle's improvement."""
+FOUR_SOURCES = "sources"
+"""The target of medians.csv's rows of the share's median over the four sources."""
 
 
 SUBSET_DIRS = frozenset({"test", "train", "valid"})
@@ -137,11 +154,14 @@ def median_scores(table: pd.DataFrame) -> pd.Series:
     return per_track.reset_index().groupby(["system", "target", "metric"])["score"].median()
 
 
-def _irm1(systems: Sequence[str]) -> str | None:
-    for name in systems:
-        if name.lower() in ("irm1", "oracle_irm1"):
-            return name
-    return None
+MIXTURE_NAMES = (MIXTURE_SYSTEM, "mix")
+IRM1_NAMES = (oracle_system("irm1"), "irm1")
+"""The systems (any case) that anchor the share of the oracle's improvement:
+our oracles ``mix`` and ``irm1``, SiSEC 2018's ``MIX`` and ``IRM1``."""
+
+
+def _reference(systems: Iterable[str], names: Sequence[str]) -> str | None:
+    return next((name for name in systems if name.lower() in names), None)
 
 
 def _ordered_targets(targets: Iterable[str]) -> list[str]:
@@ -156,71 +176,149 @@ def _fmt(value: float, spec: str = ".2f") -> str:
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text   # 0.00, never -0.00
 
 
-def summary_markdown(table: pd.DataFrame, published: Iterable[str] = ()) -> str:
-    """Markdown: median SDR, SIR, SAR and ISR per system and target,
-    SDR as a fraction of IRM1's when an IRM1 system is present, and the
-    NaN frames (silent windows) that the medians ignore."""
-    published = set(published)
+def improvement_shares(medians: pd.Series, groups: Iterable[Sequence[str]]) -> pd.Series:
+    """The share of the oracle's improvement, ``(SDR - SDR_mixture) /
+    (SDR_IRM1 - SDR_mixture)`` of the median SDRs, per (system, target), and
+    its median over the four sources (target :data:`FOUR_SOURCES`; NaN unless
+    all four have one). Each group of systems (ours; the published ones) is
+    measured against its own mixture and IRM1 (:data:`MIXTURE_NAMES`,
+    :data:`IRM1_NAMES`) and left out without them; NaN where the IRM1 is no
+    better than the mixture."""
+    sdr = medians.xs("SDR", level="metric") if len(medians) else pd.Series(dtype=float)
+    targets = _ordered_targets(sdr.index.get_level_values("target"))
+    rows = {}
+    for group in groups:
+        mixture, irm1 = _reference(group, MIXTURE_NAMES), _reference(group, IRM1_NAMES)
+        if mixture is None or irm1 is None:
+            continue
+        for name in group:
+            shares = {}
+            for target in targets:
+                value, low, high = (sdr.get((s, target), math.nan) for s in (name, mixture, irm1))
+                shares[target] = (value - low) / (high - low) if high - low > 0 else math.nan
+            four = [shares.get(s, math.nan) for s in SOURCES]
+            shares[FOUR_SOURCES] = math.nan if any(map(math.isnan, four)) else statistics.median(four)
+            rows.update({(name, target): share for target, share in shares.items()})
+    index = pd.MultiIndex.from_tuples(list(rows), names=["system", "target"])
+    return pd.Series(list(rows.values()), index=index, dtype=float, name=SHARE)
+
+
+def summary_markdown(table: pd.DataFrame, published: Mapping[str, str] | Iterable[str] = (),
+                     published_medians: pd.Series | None = None,
+                     published_tracks: Mapping[str, int] | None = None) -> str:
+    """Markdown: median SDR, SIR, SAR and ISR per system and target, each
+    system's share of the oracle's improvement (:func:`improvement_shares`),
+    a table per model against the mixture and IRM1, the published systems'
+    sources, and the NaN frames (silent windows) that the medians ignore.
+    ``published``: the published systems of ``table`` (by name, or name ->
+    source); ``published_medians``: published systems known by their medians
+    alone, (system, target, metric) -> dB, on ``published_tracks`` tracks."""
+    sources = dict(published) if isinstance(published, Mapping) else dict.fromkeys(published, "")
     medians = median_scores(table)
-    ours = [e for e in dict.fromkeys(table["system"]) if e not in published]
-    theirs = [e for e in dict.fromkeys(table["system"]) if e in published]
-    systems = sorted(ours) + sorted(theirs)
-    targets = _ordered_targets(table["target"].unique())
-    tracks = table.groupby("system")["track"].nunique()
+    tracks = table.groupby("system")["track"].nunique().to_dict()
+    if published_medians is not None and len(published_medians):
+        medians = pd.concat([medians, published_medians])
+        tracks |= dict(published_tracks or {})
+        sources |= {name: sources.get(name, "") for name in published_medians.index.get_level_values("system")}
+    named, scored = dict.fromkeys(medians.index.get_level_values("system")), dict.fromkeys(table["system"])
+    ours, theirs = system_order(n for n in named if n not in sources), system_order(n for n in named if n in sources)
+    systems = ours + theirs
+    targets = _ordered_targets(medians.index.get_level_values("target"))
 
     def label(name):
-        return f"{name} (published)" if name in published else name
+        return f"{name} (published)" if name in sources else system_label(name)
 
     lines = ["# Evaluation summary", "",
              "BSS Eval v4 (museval's metrics, 1 s windows and hops, as SiSEC 2018): median over frames, "
-             "then median over tracks (museval's `EvalStore.agg_frames_tracks_scores()`), in dB.", ""]
+             "then median over tracks (museval's `EvalStore.agg_frames_tracks_scores()`), in dB."
+             + (" `mixture` is the unprocessed mixture as every target's estimate (oracle `mix`, "
+                f"`{MIXTURE_SYSTEM}`; SiSEC 2018's MIX)." if MIXTURE_SYSTEM in ours else "")
+             + (" Rows marked (published) are published results, not ours: their sources are under "
+                "\"Published results\"." if theirs else ""), ""]
     for metric in ("SDR", "SIR", "SAR", "ISR"):
         lines += [f"## {metric}", "", "| system | tracks | " + " | ".join(targets) + " |",
                   "|---|---:|" + "---:|" * len(targets)]
         for name in systems:
-            cells = [_fmt(medians.get((name, t, metric), math.nan)) for t in targets]
-            lines.append(f"| {label(name)} | {tracks[name]} | " + " | ".join(cells) + " |")
+            cells = [medians.get((name, t, metric), math.nan) for t in targets]
+            if name not in scored and all(map(math.isnan, cells)):
+                continue                       # a published system known by its medians, not of this metric
+            lines.append(f"| {label(name)} | {tracks.get(name, '–')} | " + " | ".join(map(_fmt, cells)) + " |")
         lines.append("")
-    track_sets = {name: frozenset(table.loc[table["system"] == name, "track"]) for name in systems}
+    track_sets = {name: frozenset(table.loc[table["system"] == name, "track"]) for name in scored}
     if len(set(track_sets.values())) > 1:
         common = frozenset.intersection(*track_sets.values())
-        lines += [f"Note: the systems were scored on different tracks ({len(common)} in common); "
-                  "their medians are over different sets and compare only roughly.", ""]
-    ref = _irm1(sorted(ours) + sorted(theirs))
-    if ref is not None:
-        lines += [f"## SDR as a fraction of {ref}'s", "",
-                  f"Each system's median SDR divided by that of the oracle `{ref}` (ideal ratio mask), "
-                  "per target; 1.00 is oracle quality.", "",
-                  "| system | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
-        for name in systems:
-            cells = []
-            for t in targets:
-                num, den = medians.get((name, t, "SDR"), math.nan), medians.get((ref, t, "SDR"), math.nan)
-                cells.append(_fmt(num / den if den and not math.isnan(den) else math.nan))
-            lines.append(f"| {label(name)} | " + " | ".join(cells) + " |")
+        lines += [(f"Note: the systems were scored on different tracks ({len(common)} in common); "
+                   "their medians are over different sets and compare only roughly."), ""]
+    lines += _share_lines(medians, ours, theirs, label)
+    if theirs:
+        lines += ["## Published results", "",
+                  ("Not ours: scores as their authors or SiSEC 2018 published them, never mixed into our "
+                   "medians."), ""]
+        lines += [f"- **{label(name)}**: {sources[name] or 'published'}" for name in theirs] + [""]
+    lines += _silent_lines(table, [s for s in systems if s in track_sets], label)
+    return "\n".join(lines)
+
+
+def _share_lines(medians: pd.Series, ours: list[str], theirs: list[str], label) -> list[str]:
+    """The summary's share of the oracle's improvement, and a table per model of ours."""
+    shares = improvement_shares(medians, [ours, theirs])
+    mixture, irm1 = _reference(ours, MIXTURE_NAMES), _reference(ours, IRM1_NAMES)
+    lines = ["## Share of the oracle's improvement", ""]
+    if not len(shares):
+        return lines + [(f"Needs the mixture (oracle `mix`, `{MIXTURE_SYSTEM}`) and IRM1 (oracle `irm1`) among "
+                         "the systems (`evaluation.oracles`)."), ""]
+    targets = [t for t in _ordered_targets(shares.index.get_level_values("target")) if t != FOUR_SOURCES]
+    lines += ["| system | " + " | ".join(targets) + " | 4 sources (median) |", "|---|" + "---:|" * (len(targets) + 1)]
+    for name in ours + theirs:
+        cells = [shares.get((name, t), math.nan) for t in targets + [FOUR_SOURCES]]
+        lines.append(f"| {label(name)} | " + " | ".join(map(_fmt, cells)) + " |")
+    lines += ["", ("Share of the oracle's improvement: (SDR − SDR of the mixture) / (SDR of IRM1 − SDR of the "
+                   "mixture), of the median SDRs above, per target (0: no better than the unprocessed mixture; 1: "
+                   "as good as the ideal ratio mask), and its median over vocals, drums, bass and other; "
+                   "published systems are measured against the published MIX and IRM1 (SiSEC 2018's), and left "
+                   "blank (–) without them."), ""]
+    for model in [name for name in ours if not is_oracle(name)]:
+        lines += [f"### {model}", "", f"| target | {model} SDR | mixture SDR | IRM1 SDR | share |",
+                  "|---|---:|---:|---:|---:|"]
+        for target in targets + [FOUR_SOURCES]:
+            sdr = [_source_median(medians, name, target) for name in (model, mixture, irm1)]
+            lines.append(f"| {'4 sources (median)' if target == FOUR_SOURCES else target} | "
+                         + " | ".join(map(_fmt, sdr + [shares.get((model, target), math.nan)])) + " |")
         lines.append("")
+    return lines
+
+
+def _source_median(medians: pd.Series, name: str | None, target: str) -> float:
+    """A system's median SDR of ``target``; of :data:`FOUR_SOURCES`: the median of the four sources'."""
+    if name is None:
+        return math.nan
+    if target != FOUR_SOURCES:
+        return medians.get((name, target, "SDR"), math.nan)
+    four = [medians.get((name, s, "SDR"), math.nan) for s in SOURCES]
+    return math.nan if any(map(math.isnan, four)) else statistics.median(four)
+
+
+def _silent_lines(table: pd.DataFrame, systems: list[str], label) -> list[str]:
     sdr = table[table["metric"] == "SDR"]
     nan = sdr["score"].isna()
-    lines += ["## Silent frames", ""]
+    lines = ["## Silent frames", ""]
     if not nan.any():
-        lines += ["No NaN frames: every window of every reference and estimate had sound.", ""]
-    else:
-        lines += [f"{int(nan.sum())} of {len(sdr)} frames (target × window) are NaN: a reference or an "
-                  "estimate of the target's evaluation group is silent in that window (all zeros: "
-                  "BSS Eval is undefined there), or, rarely, the estimate equals its reference "
-                  "(SDR +inf, which museval stores as NaN). They are ignored as museval ignores them "
-                  "(NaN-skipping median over frames; a track whose frames are all NaN for a target "
-                  "drops out of that target's median over tracks).", "",
-                  "| system | NaN frames | frames | tracks all NaN for some target |", "|---|---:|---:|---|"]
-        per_track = sdr.groupby(["system", "track", "target"])["score"].apply(lambda s: s.isna().all())
-        for name in systems:
-            part = sdr[sdr["system"] == name]
-            dead = per_track.loc[name]
-            dead = sorted({f"{track} ({target})" for (track, target), flag in dead.items() if flag})
-            lines.append(f"| {label(name)} | {int(part['score'].isna().sum())} | {len(part)} | "
-                         f"{', '.join(dead) if dead else '–'} |")
-        lines.append("")
-    return "\n".join(lines)
+        return lines + ["No NaN frames: every window of every reference and estimate had sound.", ""]
+    lines += [f"{int(nan.sum())} of {len(sdr)} frames (target × window) are NaN: a reference or an "
+              "estimate of the target's evaluation group is silent in that window (all zeros: "
+              "BSS Eval is undefined there), or, rarely, the estimate equals its reference "
+              "(SDR +inf, which museval stores as NaN). They are ignored as museval ignores them "
+              "(NaN-skipping median over frames; a track whose frames are all NaN for a target "
+              "drops out of that target's median over tracks).", "",
+              "| system | NaN frames | frames | tracks all NaN for some target |", "|---|---:|---:|---|"]
+    per_track = sdr.groupby(["system", "track", "target"])["score"].apply(lambda s: s.isna().all())
+    for name in systems:
+        part = sdr[sdr["system"] == name]
+        dead = per_track.loc[name]
+        dead = sorted({f"{track} ({target})" for (track, target), flag in dead.items() if flag})
+        lines.append(f"| {label(name)} | {int(part['score'].isna().sum())} | {len(part)} | "
+                     f"{', '.join(dead) if dead else '–'} |")
+    return lines + [""]
 
 
 def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
@@ -229,33 +327,54 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
               published: Sequence[str | os.PathLike] = (),
               track_names: Mapping[str, str] | None = None,
               medians_csv: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Read the museval JSON files in ``paths`` (and in ``published``
-    folders, e.g. the SiSEC 2018 submissions, put beside ours as more
-    systems), write every frame score to ``out_csv`` (:data:`COLUMNS`)
+    """Read the museval JSON files in ``paths`` and the published results in
+    ``published`` (:func:`musicsep.evaluate.published.sort_published`: JSON
+    folders such as SiSEC 2018's submissions, SiSEC 2018's score table,
+    built-in names such as ``umx``), put beside ours as more systems, marked
+    as published; write every frame score to ``out_csv`` (:data:`COLUMNS`)
     and, if asked, the Markdown summary to ``summary_md`` and the medians it
-    rounds to ``medians_csv`` (:data:`MEDIAN_COLUMNS`; floats in their
-    shortest round-trip form, NaN where every frame was NaN). Returns the tidy
-    table; :func:`median_scores` of it is what the field reports.
-    ``track_names`` maps file stems to track names (see :func:`load_scores`;
+    rounds to ``medians_csv`` (:data:`MEDIAN_COLUMNS`: floats in their
+    shortest round-trip form, NaN where every frame was NaN; the share of the
+    oracle's improvement as metric :data:`SHARE`, its median over the four
+    sources as target :data:`FOUR_SOURCES`; ``source`` empty for ours, the
+    reference of a published system). Returns the tidy table of frames;
+    :func:`median_scores` of it is what the field reports. ``track_names``
+    maps file stems to track names (see :func:`load_scores`;
     :func:`track_names_from_table` reads them from tracks.tsv)."""
+    theirs = sort_published(published)
     ours = load_scores(paths, system_from, track_names) if paths else None
-    theirs = load_scores(published, system_from, track_names) if published else None
-    if ours is None and theirs is None:
+    parts = [(load_scores([path], system_from, track_names), f"museval JSON files in {path}")
+             for path in theirs.json_paths] + theirs.frames
+    given = {}                  # published system -> its source
+    for systems, source in [(dict.fromkeys(part["system"]), source) for part, source in parts] + \
+            [([builtin.system], builtin.source) for builtin in theirs.builtin]:
+        for system in systems:
+            if system in given:
+                raise MusicsepError(f"published system {system} given twice ({given[system]}; {source})")
+            given[system] = source
+    parts = [part for part, _ in parts]
+    if ours is None and not parts:
         raise MusicsepError("no score files given")
-    if ours is not None and theirs is not None:
-        clash = sorted(set(ours["system"]) & set(theirs["system"]))
+    if ours is not None:
+        clash = sorted(set(ours["system"]) & set(given))
         if clash:
             raise MusicsepError(f"system name(s) {', '.join(clash)} both ours and published")
-    table = pd.concat([t for t in (ours, theirs) if t is not None], ignore_index=True)
-    medians = median_scores(table)
+    table = pd.concat([t for t in [ours, *parts] if t is not None], ignore_index=True)[COLUMNS]
+    builtin = theirs.medians()
+    medians = pd.concat([median_scores(table), builtin]) if len(builtin) else median_scores(table)
     with atomic_paths(out_csv, medians_csv, summary_md) as (tmp_csv, tmp_medians, tmp_md):  # all or none
         table.to_csv(tmp_csv, index=False, na_rep="NaN")
         if tmp_medians is not None:
-            rows = medians.rename("median").reset_index()[MEDIAN_COLUMNS]
-            rows.to_csv(tmp_medians, index=False, na_rep="NaN", float_format=float.__repr__)
+            ordered = system_order(dict.fromkeys(medians.index.get_level_values("system")))
+            shares = improvement_shares(medians, [[s for s in ordered if s not in given],
+                                                  [s for s in ordered if s in given]])
+            rows = pd.concat([medians.rename("median").reset_index(),
+                              shares.rename("median").reset_index().assign(metric=SHARE)], ignore_index=True)
+            rows["source"] = [given.get(system, "") for system in rows["system"]]
+            rows[MEDIAN_COLUMNS].to_csv(tmp_medians, index=False, na_rep="NaN", float_format=float.__repr__)
         if tmp_md is not None:
-            tmp_md.write_text(summary_markdown(table, published=set(theirs["system"]) if theirs is not None
-                                               else ()))
+            tmp_md.write_text(summary_markdown(table, given, builtin, theirs.tracks()))
     for (name, target), row in medians.unstack("metric").iterrows():
-        log.info("%s %s: SDR %s", name, target, _fmt(row.get("SDR", math.nan)))
+        log.info("%s%s %s: SDR %s", name, " (published)" if name in given else "", target,
+                 _fmt(row.get("SDR", math.nan)))
     return table

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from musicsep import ORACLES, TARGETS
+from musicsep import MIXTURE_SYSTEM, ORACLES, TARGETS
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,16 @@ def is_oracle(system: str) -> bool:
     return system.lower().startswith("oracle") or system.lower() in ORACLES
 
 
+def is_mixture(system: str) -> bool:
+    """The unprocessed mixture as a system: our ``oracle_mix``, SiSEC 2018's ``MIX``."""
+    return system.lower() in (MIXTURE_SYSTEM, "mix")
+
+
 def system_order(systems) -> list[str]:
-    """Models first (sorted), then oracles (sorted)."""
+    """Models first (sorted), then the mixture, then the other oracles (sorted)."""
     systems = list(dict.fromkeys(systems))
-    return sorted(s for s in systems if not is_oracle(s)) + sorted(s for s in systems if is_oracle(s))
+    return (sorted(s for s in systems if not is_oracle(s)) + sorted(s for s in systems if is_mixture(s))
+            + sorted(s for s in systems if is_oracle(s) and not is_mixture(s)))
 
 
 def targets_of(table: pd.DataFrame) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from musicsep import MusicsepError
+from musicsep import MusicsepError, system_label
 from musicsep.io import atomic_path, check_writable
 from musicsep.report.common import (
     MAX_WIDTH,
@@ -56,10 +56,10 @@ def track_medians(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _system_ticks(ax, systems: list[str], spacing: float) -> None:
-    """System names under a panel: at 45 degrees, upright (90) where the
-    boxes stand closer than 0.3 inches."""
+    """System names under a panel (the mixture as ``mixture``): at 45
+    degrees, upright (90) where the boxes stand closer than 0.3 inches."""
     slanted = spacing >= 0.3
-    ax.set_xticks(np.arange(len(systems)), systems, rotation=45 if slanted else 90,
+    ax.set_xticks(np.arange(len(systems)), [system_label(s) for s in systems], rotation=45 if slanted else 90,
                   ha="right" if slanted else "center", rotation_mode="anchor" if slanted else "default")
 
 
@@ -77,7 +77,7 @@ def plot_sdr_boxes(medians: pd.DataFrame, out: str | Path, metric: str = "SDR") 
     label_w = 0.7
     panel_w = min(MAX_WIDTH - label_w, max(2.0, 0.3 * len(systems) + 0.6))
     rows, cols = panel_grid(len(targets), panel_w, label_w)
-    label_h = 0.075 * max(len(s) for s in systems) + 0.3
+    label_h = 0.075 * max(len(system_label(s)) for s in systems) + 0.3
     with plt.rc_context(RC):
         fig, axes = plt.subplots(rows, cols, figsize=(panel_w * cols + label_w, rows * (2.4 + label_h) + 0.4),
                                  sharey=True, squeeze=False, layout="constrained")
@@ -140,7 +140,7 @@ def plot_sdr_heatmap(medians: pd.DataFrame, out: str | Path, metric: str = "SDR"
     cbar_w = 0.9
     panel_w = min(MAX_WIDTH - label_w - cbar_w, max(1.6, 0.36 * len(systems) + 0.2))
     rows, cols = panel_grid(len(targets), panel_w, label_w + cbar_w)
-    label_h = 0.075 * max(len(s) for s in systems) + 0.3
+    label_h = 0.075 * max(len(system_label(s)) for s in systems) + 0.3
     panel_h = 0.22 * len(tracks) + 0.5 + label_h
     with plt.rc_context(RC):
         fig, axes = plt.subplots(rows, cols, figsize=(panel_w * cols + label_w + cbar_w, rows * panel_h + 0.5),

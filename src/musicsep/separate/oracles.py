@@ -2,7 +2,8 @@
 
 They are applied to the mixture's STFT on the separation's frame grid:
 ``irm1``, ``irm2``, ``ibm``, ``ibm1``, ``ibm2`` and ``mwf``, the upper bounds
-every mask method is measured against.
+every mask method is measured against; and ``mix``, the mixture itself as
+every target's estimate (no STFT), the floor.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from musicsep import HOP, N_FFT, ORACLES, SOURCES, MusicsepError
+from musicsep import HOP, N_FFT, ORACLES, SOURCES, TARGETS, MusicsepError
 from musicsep.data.shard import Shard
 from musicsep.io import progress_bar
 from musicsep.separate.separator import as_targets, check_audio, write_targets
@@ -46,9 +47,14 @@ def _run_oracle(kind: str, read_sources: Reader, read_mixture: Reader, channels:
                 desc: str = "oracle") -> dict[str, np.ndarray]:
     """The oracle over a signal read in chunks of frames (exact: oracles need
     no context). ``mwf`` takes two passes: the spatial covariances are
-    estimated over the whole track first."""
+    estimated over the whole track first; ``mix`` reads the mixture once and
+    gives it, read-only, as every target (accompaniment too)."""
     if kind not in ORACLES:
         raise MusicsepError(f"unknown oracle {kind!r} (known: {', '.join(ORACLES)})")
+    if kind == "mix":
+        mixture = np.array(read_mixture(0, length), dtype=np.float32)
+        mixture.flags.writeable = False
+        return {target: mixture for target in TARGETS}
     if length == 0:
         return as_targets(np.zeros((len(SOURCES), channels, 0), dtype=np.float32))
     eps = 1e-10
@@ -90,6 +96,8 @@ def oracle(kind: str, sources: Mapping[str, np.ndarray] | np.ndarray, mixture: n
     ``mixture``: ``(channels, samples)`` (default: the sum of the sources;
     MUSDB's stored mixture is not exactly that sum). ``kind``:
 
+    - ``mix``: the mixture itself as every target's estimate (SiSEC 2018's
+      MIX; one read-only array for all five targets);
     - ``irm1``: ``|S_k| / Σ_j |S_j|``;
     - ``irm2``: ``|S_k|² / Σ_j |S_j|²``;
     - ``ibm1``, ``ibm2``: SiSEC 2018's ideal binary masks, 1 where

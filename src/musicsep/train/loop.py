@@ -139,13 +139,14 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                         sample_rate=spec["sample_rate"], **spec["features"], **spec["model_args"])
     model.features.load_stats(stats)
     model.to(device)
-    optimizer = make_optimizer(model, cfg["lr"])
+    optimizer = make_optimizer(model, cfg["lr"], cfg.get("weight_decay", 0.0))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg["plateau_factor"],
                                                            patience=cfg["plateau_patience"])
     # best: the lowest validation loss (early stopping); best_sdr: the highest mean SDR; valid_loss: this epoch's;
-    # train_*: the epoch's running sums (epoch_sums), so that a resumed epoch's metrics are the whole epoch's
+    # train_*: the epoch's running sums (epoch_sums), so that a resumed epoch's metrics are the whole epoch's;
+    # elapsed_seconds: the training and validation time of the whole run so far, across resumes
     state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_sdr": -math.inf, "bad_epochs": 0,
-             "valid_loss": math.inf, **epoch_sums()}
+             "valid_loss": math.inf, "elapsed_seconds": 0.0, **epoch_sums()}
     latest = run_dir / "latest.pt"
     if latest.exists():
         state |= resume(load_checkpoint(latest, device), model, optimizer, scheduler)
@@ -174,6 +175,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     stop = {"signal": None}
     handlers = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum)) for s in STOP_SIGNALS}
     last_save = time.monotonic()
+    begun = last_save - state["elapsed_seconds"]       # the run's clock, going on from a resumed run's
 
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, model, optimizer, scheduler, state, spec)
@@ -222,6 +224,7 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
                 due = time.monotonic() - last_save > 60 * cfg["checkpoint_minutes"]
                 if stopping.item() > 0 or due:
                     state["train_seconds"] = time.monotonic() - started
+                    state["elapsed_seconds"] = time.monotonic() - begun
                     if main:
                         checkpoint(latest)
                     last_save = time.monotonic()
@@ -244,11 +247,13 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
             improved = valid_loss < state["best"]
             better_sdr = sdr.get("sdr", -math.inf) > state["best_sdr"]
             state.update(epoch=epoch + 1, batch=0, **epoch_sums(), best=min(valid_loss, state["best"]),
+                         elapsed_seconds=time.monotonic() - begun,
                          valid_loss=valid_loss, best_sdr=max(sdr.get("sdr", -math.inf), state["best_sdr"]),
                          bad_epochs=0 if improved else state["bad_epochs"] + 1)
             finished = state["bad_epochs"] >= cfg["early_stop_patience"] or state["epoch"] >= cfg["epochs"]
             record = {"epoch": epoch + 1, "step": state["step"], "valid_loss": valid_loss,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.monotonic() - started, 3),
+                      "elapsed_seconds": round(state["elapsed_seconds"], 3),
                       "excerpt_seconds": round(dataset.excerpt / dataset.sample_rate, 4),
                       **train_means,
                       **{f"valid_{k}": v for k, v in valid_sdr.items()}, **sdr}
@@ -296,13 +301,15 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     return norm
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
-    """Adam over the trainable parameters, fused where this torch has it."""
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam over the trainable parameters, fused where this torch has it;
+    ``weight_decay`` is Adam's (an L2 term added to the gradient, as
+    open-unmix trains with it)."""
     params = [p for p in model.parameters() if p.requires_grad]
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def export(model, spec: dict, run_dir: Path, out: Path, metrics_out: Path | None, dataset: ExcerptDataset,
