@@ -12,6 +12,7 @@ try:
     from musicsep.models.registry import MODELS
     from musicsep.report import EXCERPT_SECONDS
     from musicsep.workflow.check import WORKFLOW_CONFIGFILE, check_workflow, read_source
+    from musicsep.workflow.grid import seed_groups
     from musicsep.workflow.plan import check_container, use_this_python
 except ImportError as err:
     raise WorkflowError(
@@ -48,6 +49,8 @@ except MusicsepError as err:
     config_error(err)
 config.update(CHECKED.config)
 PLAN, SPECS = CHECKED.plan, CHECKED.specs
+# experiments that differ only by training.seed: summarised together (mean and spread)
+SEED_GROUPS = seed_groups(SPECS)
 # checked now, reported as an error when jobs are about to run (onstart),
 # so that a dry run works before the image is built
 CONTAINER_PROBLEM = check_container(

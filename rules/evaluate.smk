@@ -42,6 +42,7 @@ rule aggregate:
         # published results beside ours (evaluation.published: built-in names, SiSEC 2018 files or folders)
         published=config["evaluation"]["published"],
         published_option="--published" if config["evaluation"]["published"] else "",
+        seeds=" ".join(f"--seeds {name}={','.join(members)}" for name, members in SEED_GROUPS.items()),
     conda:
         ENV
     log:
@@ -49,4 +50,4 @@ rule aggregate:
     shell:
         "python -m musicsep aggregate {input.scores:q} --tracks {input.tracks:q} "
         "--out {output.scores:q} --summary {output.summary:q} --medians {output.medians:q} "
-        "{params.published_option} {params.published:q} 2> {log:q}"
+        "{params.seeds} {params.published_option} {params.published:q} 2> {log:q}"

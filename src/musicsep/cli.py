@@ -124,10 +124,11 @@ def _evaluate(args) -> None:
 
 def _aggregate(args) -> None:
     from musicsep.evaluate.aggregate import aggregate, track_names_from_table
+    from musicsep.evaluate.groups import parse_groups
 
     names = track_names_from_table(args.tracks) if args.tracks else None
     aggregate(args.paths, args.out, summary_md=args.summary, system_from=args.system_from,
-              published=args.published, track_names=names, medians_csv=args.medians)
+              published=args.published, track_names=names, medians_csv=args.medians, seeds=parse_groups(args.seeds))
     if args.summary:
         print(args.summary.read_text())
 
@@ -156,9 +157,7 @@ def _plots(args) -> None:
 def _submit(args) -> int:
     from musicsep.workflow.submit import Resources, submit
 
-    command = list(args.subcommand)
-    if command[:1] == ["--"]:
-        command = command[1:]
+    command = list(args.subcommand)[1:] if args.subcommand[:1] == ["--"] else list(args.subcommand)
     if not command:
         raise MusicsepError("submit needs a musicsep subcommand after --, e.g. "
                             "`musicsep submit --gpu 1 -- separate song.mp3 --model model.pt --out out/`")
@@ -191,8 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=toy.SEED, help=f"seed of names and audio (default {toy.SEED})")
     p.add_argument("--train", type=int, default=toy.TRAIN_TRACKS, help=f"train tracks (default {toy.TRAIN_TRACKS})")
     p.add_argument("--test", type=int, default=toy.TEST_TRACKS, help=f"test tracks (default {toy.TEST_TRACKS})")
-    p.add_argument("--duration", type=float, default=toy.SECONDS,
-                   help=f"seconds per track (default {toy.SECONDS:g})")
+    p.add_argument("--duration", type=float, default=toy.SECONDS, help=f"seconds per track (default {toy.SECONDS:g})")
     p.add_argument("--hq", action="store_true", help="MUSDB18-HQ layout (wav per source)")
     p.add_argument("--jobs", type=int, default=1, help="tracks rendered in parallel (default 1)")
 
@@ -301,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="published results beside ours: umx (built in), SiSEC 2018 files or folders (README)")
     p.add_argument("--tracks", type=Path, default=None,
                    help="track table (tracks.tsv): name tracks by their MUSDB names, not the file stems (slugs)")
+    p.add_argument("--seeds", nargs="+", action="extend", default=[], metavar="NAME=A,B", help="runs over seeds")
     p.add_argument("--system-from", "--experiment-from", choices=["parent", "root"], default="parent",
                    help="system name: the JSON's folder (skipping test/train) or the folder given (default parent)")
 

@@ -32,6 +32,7 @@ from musicsep import (
     oracle_system,
     system_label,
 )
+from musicsep.evaluate.groups import seed_lines
 from musicsep.evaluate.published import sort_published
 from musicsep.evaluate.track import METRICS
 from musicsep.io import atomic_paths
@@ -205,14 +206,17 @@ def improvement_shares(medians: pd.Series, groups: Iterable[Sequence[str]]) -> p
 
 def summary_markdown(table: pd.DataFrame, published: Mapping[str, str] | Iterable[str] = (),
                      published_medians: pd.Series | None = None,
-                     published_tracks: Mapping[str, int] | None = None) -> str:
+                     published_tracks: Mapping[str, int] | None = None,
+                     seeds: Mapping[str, Sequence[str]] | None = None) -> str:
     """Markdown: median SDR, SIR, SAR and ISR per system and target, each
     system's share of the oracle's improvement (:func:`improvement_shares`),
     a table per model against the mixture and IRM1, the published systems'
     sources, and the NaN frames (silent windows) that the medians ignore.
     ``published``: the published systems of ``table`` (by name, or name ->
     source); ``published_medians``: published systems known by their medians
-    alone, (system, target, metric) -> dB, on ``published_tracks`` tracks."""
+    alone, (system, target, metric) -> dB, on ``published_tracks`` tracks;
+    ``seeds``: groups of our systems run over several training seeds
+    (:func:`musicsep.evaluate.groups.seed_lines`)."""
     sources = dict(published) if isinstance(published, Mapping) else dict.fromkeys(published, "")
     medians = median_scores(table)
     tracks = table.groupby("system")["track"].nunique().to_dict()
@@ -250,6 +254,7 @@ def summary_markdown(table: pd.DataFrame, published: Mapping[str, str] | Iterabl
         lines += [(f"Note: the systems were scored on different tracks ({len(common)} in common); "
                    "their medians are over different sets and compare only roughly."), ""]
     lines += _share_lines(medians, ours, theirs, label)
+    lines += seed_lines(medians, improvement_shares(medians, [ours]), seeds or {}, targets, FOUR_SOURCES, label)
     if theirs:
         lines += ["## Published results", "",
                   ("Not ours: scores as their authors or SiSEC 2018 published them, never mixed into our "
@@ -326,7 +331,8 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
               system_from: str | Callable[[Path], str] = "parent",
               published: Sequence[str | os.PathLike] = (),
               track_names: Mapping[str, str] | None = None,
-              medians_csv: str | os.PathLike | None = None) -> pd.DataFrame:
+              medians_csv: str | os.PathLike | None = None,
+              seeds: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """Read the museval JSON files in ``paths`` and the published results in
     ``published`` (:func:`musicsep.evaluate.published.sort_published`: JSON
     folders such as SiSEC 2018's submissions, SiSEC 2018's score table,
@@ -340,7 +346,8 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
     reference of a published system). Returns the tidy table of frames;
     :func:`median_scores` of it is what the field reports. ``track_names``
     maps file stems to track names (see :func:`load_scores`;
-    :func:`track_names_from_table` reads them from tracks.tsv)."""
+    :func:`track_names_from_table` reads them from tracks.tsv); ``seeds``:
+    the summary's groups of runs over seeds (name -> systems)."""
     theirs = sort_published(published)
     ours = load_scores(paths, system_from, track_names) if paths else None
     parts = [(load_scores([path], system_from, track_names), f"museval JSON files in {path}")
@@ -373,7 +380,7 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
             rows["source"] = [given.get(system, "") for system in rows["system"]]
             rows[MEDIAN_COLUMNS].to_csv(tmp_medians, index=False, na_rep="NaN", float_format=float.__repr__)
         if tmp_md is not None:
-            tmp_md.write_text(summary_markdown(table, given, builtin, theirs.tracks()))
+            tmp_md.write_text(summary_markdown(table, given, builtin, theirs.tracks(), seeds))
     for (name, target), row in medians.unstack("metric").iterrows():
         log.info("%s%s %s: SDR %s", name, " (published)" if name in given else "", target,
                  _fmt(row.get("SDR", math.nan)))

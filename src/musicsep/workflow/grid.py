@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 
 from musicsep.workflow.config import ConfigError
@@ -105,3 +106,16 @@ def expand_grids(config: dict) -> dict:
     if problems:
         raise ConfigError(problems)
     return {**config, "experiments": out}
+
+
+def seed_groups(specs: dict[str, dict]) -> dict[str, list[str]]:
+    """Experiments whose training specs differ only by their name and
+    ``training.seed`` (repeats of one setting, as a grid over
+    ``training.seed`` makes them): the first one's name -> every member, in
+    the specs' order, for groups of two or more. The summary gives their mean
+    and spread."""
+    groups: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        key = json.dumps({**spec, "name": None, "training": {**spec["training"], "seed": None}}, sort_keys=True)
+        groups.setdefault(key, []).append(name)
+    return {members[0]: members for members in groups.values() if len(members) > 1}
