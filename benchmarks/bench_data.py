@@ -14,7 +14,10 @@
    (>= 0.5) is checked like for like: through one worker against the in-memory
    baseline through one worker, and in-process against in-process. Through a
    worker both are bound by PyTorch moving each 4.5 MB excerpt between
-   processes; that ceiling is printed as "mem+worker".
+   processes; that ceiling is printed as "mem+worker". Then the same loader
+   with every augmentation of ``loader.augment`` on (:data:`AUGMENT_ALL`:
+   gain, channel swap, polarity flip, source dropout) against it off, on the
+   same draws, in-process and through one worker, and the ratio on/off.
 3. Dry run of the workflow on a MUSDB18-size dataset (150 tracks, as a folder
    and as a zip): wall seconds of ``snakemake -n`` and the shard jobs it lists.
 
@@ -199,6 +202,39 @@ def bench_loader(example: Path, long_stem: Path, work: Path, seconds: float, n: 
         note(f"1 worker/memory through 1 worker, {kind}", like_for_like, ".2f", ">= 0.5", like_for_like >= 0.5)
         note(f"in-process/memory in-process, {kind}", in_ratio, ".2f", ">= 0.5", in_ratio >= 0.5)
         note(f"1 worker/memory in-process, {kind}", worker_ratio, ".2f")
+    bench_augment(shards, seconds, n, reps)
+
+
+AUGMENT_ALL = {"gain": [0.25, 1.25], "channel_swap": True, "polarity_flip": True, "source_dropout": 0.1}
+"""Every augmentation on, at the values demucs and open-unmix train with (dropout: 0.1)."""
+
+
+def bench_augment(shards: list[Path], seconds: float, n: int, reps: int) -> None:
+    """Excerpts/s of the incoherent loader with every augmentation on
+    against off, in-process and through one worker."""
+    off = ExcerptDataset(shards, seconds, incoherent=True, samples_per_epoch=n)
+    on = ExcerptDataset(shards, seconds, incoherent=True, samples_per_epoch=n, augment=AUGMENT_ALL)
+    print(f"augmentation (incoherent excerpts), loader.augment {AUGMENT_ALL} against none:")
+    print(f"{'where':>10} {'off':>7} {'on':>7} {'on/off':>7}")
+    runs = {f"{state} {where}": (ds, workers) for where, workers in (("in-proc", None), ("worker", 1))
+            for state, ds in (("off", off), ("on", on))}
+    rates = {k: [] for k in runs}
+
+    def rate(k, ds, workers):
+        return lambda: rates[k].append(excerpts_per_second(ds, workers))
+
+    def new_draws(rep):
+        off.set_epoch(rep)
+        on.set_epoch(rep)
+
+    interleave({k: rate(k, ds, workers) for k, (ds, workers) in runs.items()}, reps, warm_up=False,
+               before=new_draws)
+    r = medians(rates)
+    for where in ("in-proc", "worker"):
+        ratio = r[f"on {where}"] / r[f"off {where}"]
+        print(f"{where:>10} {r[f'off {where}']:7.0f} {r[f'on {where}']:7.0f} {ratio:7.2f}")
+        note(f"excerpts/s augmented, {where}", r[f"on {where}"], ".0f")
+        note(f"augmented/not augmented, {where}", ratio, ".2f")
 
 
 # --------------------------------------------------------------------------- #

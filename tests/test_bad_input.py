@@ -224,6 +224,8 @@ CASES = [Case(*c) for c in [
     ("train-stats-of-another-fft", lambda i, t: train_args(i, t, spec_json(i), stats=other_stats(i, t)),
      "{t}/stats.h5"),
     ("train-run-dir-is-a-file", lambda i, t: train_args(i, t, spec_json(i), run_dir=text(t / "run")), "{t}/run"),
+    ("train-augment-gain-reversed", lambda i, t: train_args(i, t, spec_json(i, loader__augment={"gain": [2, 1]})),
+     "loader.augment.gain: [2, 1]: the low gain 2 is above the high gain 1"),
     # separate
     ("separate-text-as-audio", lambda i, t: ["separate", text(t / "song.wav"), "--model", i.models["base"],
                                              "--out", t / "out"], "{t}/song.wav"),
@@ -330,6 +332,14 @@ CASES = [Case(*c) for c in [
     ("check-config-unknown-model", lambda i, t: ["check-config", text(t / "mine.yaml", "experiments:\n  x:\n    "
                                                                       "model: no_such_model\n"), "--schema", SCHEMA],
      "mine.yaml: experiments.x.model"),
+    ("check-config-augment-gain-reversed", lambda i, t: ["check-config", text(t / "mine.yaml", "loader:\n  augment:\n"
+                                                                                 "    gain: [1.5, 0.5]\n"),
+                                                         "--schema", SCHEMA],
+     "mine.yaml: config key loader.augment.gain: [1.5, 0.5]: the low gain 1.5 is above the high gain 0.5"),
+    ("check-config-augment-dropout-one", lambda i, t: ["check-config", text(t / "mine.yaml", "loader:\n  augment: "
+                                                                               "{source_dropout: 1}\n"),
+                                                       "--schema", SCHEMA],
+     "mine.yaml: config key loader.augment.source_dropout: 1 is greater than or equal to the maximum of 1"),
     ("check-config-folder-as-file", lambda i, t: ["check-config", folder(t / "mine.yaml"), "--schema", SCHEMA],
      "mine.yaml: cannot be read"),
     ("check-config-missing-schema", lambda i, t: ["check-config", ROOT / "config" / "toy.yaml", "--schema",

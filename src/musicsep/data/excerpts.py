@@ -6,10 +6,13 @@ its own random offset, and with ``incoherent_tracks=True`` also from its own
 random track, so the model sees mixtures no musician played. Draws are a pure
 function of
 ``(seed, rank, epoch, index)``: reproducible, different on every rank and
-epoch, and independent of how many loader workers there are.
+epoch, and independent of how many loader workers there are. ``augment``
+(``loader.augment``: :mod:`musicsep.data.augment`) then scales, swaps the
+channels of, negates or silences each source, drawing from the same generator
+after the excerpt's tracks and offsets (all off, it draws and changes nothing).
 
 :class:`ValidationSet` is fixed: evenly spaced, coherent excerpts of each
-validation track, the same on every run.
+validation track, the same on every run, never augmented.
 
 Both yield the sources, a float32 tensor ``(n_sources, channels, samples)`` in
 :data:`musicsep.SOURCES` order; the mixture is their sum, formed where it is
@@ -29,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from musicsep import MusicsepError
+from musicsep.data.augment import Augment
 from musicsep.data.shard import SOURCE_ROWS, Shard
 
 
@@ -130,7 +134,9 @@ class ExcerptDataset(Dataset):
 
     def __init__(self, shards: Sequence[str | Path], excerpt_seconds: float = 3.2, *,
                  incoherent: bool = True, incoherent_tracks: bool = False,
-                 samples_per_epoch: int = 1000, seed: int = 0, rank: int = 0):
+                 samples_per_epoch: int = 1000, seed: int = 0, rank: int = 0,
+                 augment: Augment | dict | None = None):
+        self.augment = augment if isinstance(augment, Augment) else Augment.from_config(augment)
         self.shards = MappedShards(shards)
         self.incoherent = incoherent
         self.incoherent_tracks = incoherent_tracks
@@ -161,17 +167,21 @@ class ExcerptDataset(Dataset):
         n_tracks = len(self.shards.paths)
         track = int(rng.integers(n_tracks))
         if not self.incoherent:
-            return torch.from_numpy(self.shards.read(track, SOURCE_ROWS, self._offset(rng, track), self.excerpt))
-        sources = np.empty((len(SOURCE_ROWS), self.shards.channels, self.excerpt), dtype=np.float32)
-        for i, row in enumerate(SOURCE_ROWS):
-            src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
-            self.shards.read_into(sources[i], src_track, row, self._offset(rng, src_track))
+            sources = self.shards.read(track, SOURCE_ROWS, self._offset(rng, track), self.excerpt)
+        else:
+            sources = np.empty((len(SOURCE_ROWS), self.shards.channels, self.excerpt), dtype=np.float32)
+            for i, row in enumerate(SOURCE_ROWS):
+                src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
+                self.shards.read_into(sources[i], src_track, row, self._offset(rng, src_track))
+        if self.augment.active:        # its draws come after the excerpt's: off, nothing changes
+            self.augment(sources, rng)
         return torch.from_numpy(sources)
 
 
 class ValidationSet(Dataset):
     """Fixed validation excerpts: ``per_track`` evenly spaced, coherent excerpts
-    of each track (fewer when a track holds fewer non-overlapping ones)."""
+    of each track (fewer when a track holds fewer non-overlapping ones), never
+    augmented."""
 
     def __init__(self, shards: Sequence[str | Path], excerpt_seconds: float = 3.2, per_track: int = 8):
         self.shards = MappedShards(shards)

@@ -159,7 +159,8 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
     # -- data -----------------------------------------------------------------
     dataset = ExcerptDataset(train_shards, loader_cfg["excerpt_seconds"], incoherent=loader_cfg["incoherent"],
                              incoherent_tracks=loader_cfg["incoherent_tracks"],
-                             samples_per_epoch=loader_cfg["samples_per_epoch"], seed=loader_cfg["seed"])
+                             samples_per_epoch=loader_cfg["samples_per_epoch"], seed=loader_cfg["seed"],
+                             augment=loader_cfg.get("augment"))
     valid = ValidationSet(valid_shards or train_shards, loader_cfg["excerpt_seconds"],
                           loader_cfg["valid_excerpts_per_track"])
     if not valid_shards and main:

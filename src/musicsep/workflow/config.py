@@ -193,10 +193,20 @@ def validate(config: dict | None, schema: dict | str | Path) -> dict:
     config = _coerce_tree(schema, _fill_defaults(schema, config), schema)
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted((problem for err in validator.iter_errors(config) for problem in _problems(err)),
-                      key=lambda problem: [str(part) for part in problem[0]]) or _training_errors(config)
+                      key=lambda problem: [str(part) for part in problem[0]]) or _training_errors(config) \
+        or _augment_errors(config)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return config
+
+
+def _augment_errors(config: dict) -> list[tuple[tuple, str]]:
+    """What the schema cannot check of ``loader.augment``: a gain range in
+    order (:func:`musicsep.data.augment.problems`)."""
+    from musicsep.data.augment import problems
+
+    augment = (config.get("loader") or {}).get("augment")
+    return [(("loader", "augment", key), f"config key loader.augment.{key}: {why}") for key, why in problems(augment)]
 
 
 def _training_errors(config: dict) -> list[tuple[tuple, str]]:

@@ -12,6 +12,7 @@ import pandas as pd
 import yaml
 
 from musicsep import MusicsepError
+from musicsep.data.augment import is_off as augment_is_off
 from musicsep.data.musdb import build_table, scan, table_frame
 from musicsep.models.registry import check_loss, check_model_args, model_info, signature
 from musicsep.toy.musdb import toy_tracks
@@ -129,6 +130,12 @@ def _training(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if not (k in NEUTRAL_TRAINING and v == NEUTRAL_TRAINING[k])}
 
 
+def _loader(settings: dict) -> dict:
+    """The loader settings of a spec: ``augment`` only when it augments (added
+    after runs existed: all off, it is left out, as :data:`NEUTRAL_TRAINING`)."""
+    return {k: v for k, v in settings.items() if not (k == "augment" and augment_is_off(v))}
+
+
 def experiment_specs(config: dict) -> dict[str, dict]:
     """One training spec per experiment (what ``musicsep train`` runs),
     checked now so that a bad experiment block fails at parse time, naming the
@@ -151,7 +158,7 @@ def experiment_specs(config: dict) -> dict[str, dict]:
                                     f"channel{'s' * (channels > 1)})")
         spec = {"name": name, "model": exp["model"], "loss": exp.get("loss") or info.default_loss,
                 "model_args": args, "training": _training(config["training"] | exp.get("training", {})),
-                "loader": config["loader"], "features": config["features"],
+                "loader": _loader(config["loader"]), "features": config["features"],
                 "sample_rate": config["data"]["sample_rate"]}
         if spec["training"]["sdr_every"]:       # SDR validation separates as the evaluation will
             spec["separation"] = {k: config["evaluation"][k] for k in SEPARATION_KEYS}
