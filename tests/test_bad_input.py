@@ -373,6 +373,64 @@ def test_bad_input(bad: Case, inputs: Inputs, tmp_path):
     run_bad(musicsep(*args), tmp_path, bad.names.format(t=tmp_path, i=inputs), watched)
 
 
+# --------------------------------------------------------------------------- a dataset laid out as stems
+
+
+def stems_db(t: Path, files: dict[str, tuple[float, int]] | None = None, track: str = "train/Song") -> Path:
+    """A stems dataset under t/db: one track folder of WAVs (name -> (seconds, rate)), and, for a track
+    under train/, t/db/test/Other."""
+    for name, (seconds, rate) in (files or {"vocals.wav": (0.5, 8000), "bass.wav": (0.5, 8000)}).items():
+        path = t / "db" / track / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, np.zeros((int(seconds * rate), 2), np.float32), rate)
+    if track.startswith("train/") and not (t / "db" / "test" / "Other").exists():
+        stems_db(t, {"vocals.wav": (0.5, 8000), "bass.wav": (0.5, 8000)}, "test/Other")
+    return t / "db"
+
+
+def layout(**block) -> str:
+    return json.dumps({"sources": ["vocals", "bass"], **block})
+
+
+def stems_shard(t: Path, db: Path, block: str) -> list:
+    return ["shard", db, "train/Song", "--layout", block, "--out", t / "shards" / "x.h5", "--split", "train"]
+
+
+STEMS = [Case(*c) for c in [
+    ("stems-rate-mismatch", lambda t: stems_shard(t, stems_db(t, {"bass.wav": (0.5, 8000), "vocals.wav": (0.5, 16000)}),
+                                                 layout()), "{t}/db/train/Song/vocals.wav"),
+    ("stems-length-mismatch", lambda t: stems_shard(t, stems_db(t, {"bass.wav": (0.25, 8000), "vocals.wav": (0.5, 8000)}),
+                                                   layout()), "{t}/db/train/Song/bass.wav"),
+    ("stems-pattern-matches-nothing", lambda t: ["index", stems_db(t), "--layout", layout(
+        stems={"vocals.wav": "vocals", "bass.wav": "bass", "nope/*": "bass"})], "dataset.stems.nope/*"),
+    ("stems-two-patterns-claim-a-file", lambda t: ["index", stems_db(t), "--layout", layout(
+        stems={"vocals*": "vocals", "*.wav": "bass"})], "{t}/db/test/Other/vocals.wav"),
+    ("stems-duplicate-sources", lambda t: ["index", stems_db(t), "--layout", json.dumps(
+        {"sources": ["vocals", "bass", "vocals"]})], "dataset.sources: 'vocals' is listed twice"),
+    ("stems-track-without-stems", lambda t: ["index", stems_db(t) if text(t / "db" / "train" / "Empty" / "data.json")
+                                             else None, "--layout", layout()], "{t}/db/train/Empty"),
+    ("stems-unmapped-file", lambda t: ["index", stems_db(t, {"vocals.wav": (0.5, 8000), "click.wav": (0.5, 8000)}),
+                                       "--layout", layout()], "{t}/db/train/Song/click.wav"),
+    ("stems-unknown-split-in-csv", lambda t: ["index", stems_db(t, track="Song"), "--layout", layout(
+        splits={"from": "csv", "csv": str(text(t / "splits.csv", "track,split\nSong,dev\n"))})],
+     "{t}/splits.csv, line 2: unknown split 'dev'"),
+    ("stems-catch-all-not-a-source", lambda t: ["index", stems_db(t), "--layout", layout(unmapped="rest")],
+     "dataset.unmapped: 'rest' is neither"),
+    ("stems-unknown-track", lambda t: ["shard", stems_db(t), "train/Nobody", "--layout", layout(), "--out",
+                                       t / "x.h5", "--split", "train"], "{t}/db/train/Nobody: no such track folder"),
+    ("stems-layout-file-missing", lambda t: ["index", stems_db(t), "--layout", t / "layout.yaml"], "{t}/layout.yaml"),
+]]
+
+
+@pytest.mark.parametrize("bad", STEMS, ids=[c.id for c in STEMS])
+def test_bad_stems_dataset(bad: Case, tmp_path):
+    """A dataset of stems, bad in one way: the dataset is written first, then watched."""
+    args = bad.args(tmp_path)
+    run_bad(musicsep(*args), tmp_path, bad.names.format(t=tmp_path), (tmp_path,))
+
+
+SIX = "[vocals, drums, bass, guitar, piano, other]"
+
 WORKFLOW = [    # id, the config file layered over the toy's (and files it names), what the last line names
     ("workflow-unknown-key", lambda t: text(t / "bad.yaml", "training:\n  epochz: 3\n"),
      "bad.yaml: unknown config key training.epochz"),
@@ -388,6 +446,13 @@ WORKFLOW = [    # id, the config file layered over the toy's (and files it names
      "bad.yaml"),
     ("workflow-model-args-typo", lambda t: text(t / "bad.yaml", "experiments:\n  dpcl:\n    model_args: {dimm: 3}\n"),
      "bad.yaml: experiments.dpcl.model_args.dimm: unknown argument of deep_clustering"),
+    ("workflow-duplicate-sources", lambda t: text(t / "bad.yaml", "dataset:\n  sources: [bass, bass]\n"),
+     "bad.yaml: config key dataset.sources: ['bass', 'bass'] has non-unique elements"),
+    ("workflow-other-sources-to-train", lambda t: text(t / "bad.yaml", f"dataset:\n  sources: {SIX}\n"
+                                                                       "  toy: {format: moisesdb}\n"),
+     "dataset.sources: vocals, drums, bass, guitar, piano, other: training, separation and evaluation"),
+    ("workflow-other-sources-of-musdb", lambda t: text(t / "bad.yaml", f"dataset:\n  sources: {SIX}\n"),
+     "bad.yaml: dataset.sources: vocals, drums, bass, guitar, piano, other: the toy of dataset.toy.format stems"),
 ]
 
 

@@ -12,7 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from musicsep import HOP, LOG_EPS, N_FFT, ORACLES, SAMPLE_RATE, TARGETS, MusicsepError, __version__, data, report, toy
+from musicsep import HOP, LOG_EPS, N_FFT, ORACLES, TARGETS, MusicsepError, __version__, report
+from musicsep.data.commands import add_data_commands
 from musicsep.evaluate import ENGINES
 from musicsep.interrupt import Terminated, exit_status, terminated_raises
 from musicsep.io import setup_logging
@@ -24,33 +25,6 @@ log = logging.getLogger("musicsep")
 ABOVE_ZERO = {"make-toy-musdb": "duration jobs", "index": "max_tracks", "shard": "sample_rate chunk_seconds",
               "stats": "n_fft hop log_eps", "train": "processes", "evaluate": "threads", "plots": "seconds points"}
 """Numeric options that must be more than 0, per subcommand: checked before it runs."""
-
-
-def _make_toy(args) -> None:
-    from musicsep.toy.musdb import make_toy_musdb
-
-    make_toy_musdb(args.out, seed=args.seed, train=args.train, test=args.test,
-                   duration=args.duration, fmt="hq" if args.hq else "stems", jobs=args.jobs)
-
-
-def _index(args) -> None:
-    from musicsep.data.musdb import scan, table_frame, write_table
-
-    _, tracks = scan(args.dataset, args.subsets, args.max_tracks, args.valid_fraction, args.valid_seed)
-    frame = table_frame(tracks)
-    if args.out:
-        write_table(frame, args.out)
-    else:
-        frame.to_csv(sys.stdout, sep="\t", index=False, float_format="%.3f")
-
-
-def _shard(args) -> None:
-    from musicsep.data.musdb import Dataset
-    from musicsep.data.shard import write_shard
-
-    write_shard(Dataset.open(args.dataset), args.member, args.split, args.out,
-                sample_rate=args.sample_rate, mono=args.mono, chunk_seconds=args.chunk_seconds,
-                silence_db=args.silence_db, slug=args.slug)
 
 
 def _tracks(args) -> None:
@@ -185,38 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = command("make-toy-musdb", _make_toy, "write the built-in toy MUSDB (musdb18.zip format, or HQ)")
-    p.add_argument("out", type=Path, help="output: a .zip file (like musdb18.zip) or a folder")
-    p.add_argument("--seed", type=int, default=toy.SEED, help=f"seed of names and audio (default {toy.SEED})")
-    p.add_argument("--train", type=int, default=toy.TRAIN_TRACKS, help=f"train tracks (default {toy.TRAIN_TRACKS})")
-    p.add_argument("--test", type=int, default=toy.TEST_TRACKS, help=f"test tracks (default {toy.TEST_TRACKS})")
-    p.add_argument("--duration", type=float, default=toy.SECONDS, help=f"seconds per track (default {toy.SECONDS:g})")
-    p.add_argument("--hq", action="store_true", help="MUSDB18-HQ layout (wav per source)")
-    p.add_argument("--jobs", type=int, default=1, help="tracks rendered in parallel (default 1)")
-
-    p = command("index", _index, "list a dataset's tracks: slug, name, subset, split, member, duration")
-    p.add_argument("dataset", type=Path, help="musdb18.zip, MUSDB18 folder, or MUSDB18-HQ zip/folder")
-    p.add_argument("--subsets", nargs="+", default=["train", "test"], choices=["train", "test"])
-    p.add_argument("--max-tracks", type=int, default=None, help="first N tracks per subset")
-    p.add_argument("--valid-fraction", type=float, default=data.VALID_FRACTION,
-                   help=f"validation share when MUSDB's official names are absent (default {data.VALID_FRACTION:g})")
-    p.add_argument("--valid-seed", type=int, default=data.VALID_SEED,
-                   help=f"seed of that split (default {data.VALID_SEED})")
-    p.add_argument("--out", type=Path, help="write a TSV here instead of printing it")
-
-    p = command("shard", _shard, "decode one track once and write its HDF5 shard")
-    p.add_argument("dataset", type=Path, help="the dataset (zip or folder)")
-    p.add_argument("member", help="the track inside it, e.g. 'train/Artist - Title.stem.mp4'")
-    p.add_argument("--out", type=Path, required=True, help="shard to write (.h5)")
-    p.add_argument("--split", required=True, choices=["train", "valid", "test"])
-    p.add_argument("--slug", default=None,
-                   help="the track's slug, stored in the shard (default: its name's, as the workflow makes it)")
-    p.add_argument("--sample-rate", type=int, default=SAMPLE_RATE, help=f"output rate in Hz (default {SAMPLE_RATE})")
-    p.add_argument("--mono", action="store_true", help="downmix every stream to mono")
-    p.add_argument("--chunk-seconds", type=float, default=data.SHARD_CHUNK_SECONDS,
-                   help=f"HDF5 chunk length (default {data.SHARD_CHUNK_SECONDS:g})")
-    p.add_argument("--silence-db", type=float, default=data.SILENCE_DB,
-                   help=f"RMS (dBFS) under which a source is flagged silent (default {data.SILENCE_DB:g})")
+    add_data_commands(command)     # make-toy-musdb, index, shard
 
     p = command("tracks", _tracks, "write the track table from shards (durations, silent sources)")
     p.add_argument("shards", nargs="+", type=Path)

@@ -289,3 +289,43 @@ def test_shard_without_slug_stores_the_workflows_slug(real_musdb, tmp_path):
     assert read_attrs(out)["slug"] == track.slug == "juliets_rescue_heartbeats"
     with Shard(out) as shard:
         assert shard.slug == track.slug
+
+
+# sha256 of the `audio` of the HQ toy's first track (seed 2019, 3 s) as shards held it before datasets
+# of any sources: at the source rate, and resampled to 16 kHz (with its references)
+BEFORE_SOURCES = {44100: ("fa24d7ef3248771b81c327077a811578acffe631bb6b042ca2b7c3057d41ac94", None),
+                  16000: ("0cd453ac3eafe535504f44d1a04f97060bff313c7cf6b51e7280a0d066063a4c",
+                          "2eb9c02b5e6ccf32fcc645381554b130dd7ad27d5d840523f9bf27773230df3e")}
+
+
+def test_musdb_shards_hold_what_they_held_before_any_sources(tmp_path):
+    """A MUSDB18 shard of the toy is bit for bit what it was before shards
+    named their sources; it names them now (MUSDB18's four), and one without
+    the attribute reads as MUSDB18's four."""
+    import hashlib
+
+    from musicsep.toy.musdb import make_toy_musdb
+
+    dataset = Dataset.open(make_toy_musdb(tmp_path / "hq", seed=2019, train=1, test=0, duration=3.0, fmt="hq"))
+    [(_, member)] = dataset.members("train")
+    for rate, (audio_sha, references_sha) in BEFORE_SOURCES.items():
+        out = tmp_path / f"{rate}.h5"
+        write_shard(dataset, member, "train", out, sample_rate=rate)
+        with h5py.File(out) as h5:
+            assert hashlib.sha256(h5["audio"][:].tobytes()).hexdigest() == audio_sha
+            assert references_sha is None and "references" not in h5 or \
+                hashlib.sha256(h5["references"][:].tobytes()).hexdigest() == references_sha
+        with Shard(out) as shard:
+            assert shard.source_names == SOURCES and "missing" not in shard.attrs
+        with h5py.File(out, "r+") as h5:
+            del h5.attrs["sources"]
+        with Shard(out) as shard:
+            assert shard.source_names == SOURCES and shard.sources().shape[0] == 4
+
+
+def test_sources_that_do_not_fit_the_rows_are_refused(tmp_path, make_shard):
+    path = make_shard(tmp_path / "t.h5", np.zeros((len(SOURCES), 2, 100), np.float32))
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["sources"] = ["vocals", "guitar"]
+    with pytest.raises(MusicsepError, match=f"{path}: not a musicsep shard .no audio of 3 streams"):
+        Shard(path)

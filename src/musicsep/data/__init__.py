@@ -17,3 +17,6 @@ SILENCE_DB = -60.0
 
 VALID_FRACTION, VALID_SEED = 0.15, 0
 """Share of training tracks held out for validation when MUSDB18's official names are absent, and its seed."""
+
+DATASET_SOURCES: list[str] = ["drums", "bass", "other", "vocals"]
+"""The default of ``dataset.sources``: MUSDB18's four, in :data:`musicsep.SOURCES` order (a test checks they agree)."""

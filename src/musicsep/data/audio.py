@@ -70,7 +70,8 @@ def _last_line(text: str) -> str:
 
 
 def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | None = None,
-                  block_frames: int = 1 << 16, pcm16: bool = False, channels: int = 2) -> Iterator[np.ndarray]:
+                  block_frames: int = 1 << 16, pcm16: bool = False, channels: int = 2,
+                  pad_frames: int | None = None) -> Iterator[np.ndarray]:
     """Decode several audio streams in step, as stereo (or, with ``channels=1``, mono) float32.
 
     ``inputs`` lists ``(file, audio stream index)``; the streams are decoded
@@ -82,7 +83,9 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
     ``(frames, len(inputs), channels)``; the last block may be shorter. In
     stereo, mono streams are duplicated to both channels (by ffmpeg's upmix,
     which scales them by 0.7071: decode a mono file with ``channels=1`` to
-    keep its samples), more than two channels downmixed.
+    keep its samples), more than two channels downmixed. ``pad_frames``
+    brings every stream to that many frames (at the output rate), padding the
+    shorter ones with silence at their end (stems of unequal length).
     Raises AudioError with ffmpeg's own message when decoding fails.
     """
     require_ffmpeg()
@@ -100,6 +103,8 @@ def decode_blocks(inputs: Sequence[tuple[str | Path, int]], sample_rate: int | N
             chain += f"aformat=sample_fmts=s16:channel_layouts={layout},"
         if sample_rate:
             chain += f"aresample={sample_rate}:resampler=soxr,"
+        if pad_frames:
+            chain += f"apad=whole_len={pad_frames},atrim=end_sample={pad_frames},"
         chains.append(f"{chain}aformat=sample_fmts=flt:channel_layouts={layout}[s{k}]")
     n = len(inputs)
     if n > 1:

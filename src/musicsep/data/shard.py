@@ -1,9 +1,10 @@
 """The shard format: one track -> one HDF5 file, its writer and its reader.
 
 A shard ``{slug}.h5`` holds the dataset ``audio`` of shape
-``(5 streams, channels, samples)`` float32, streams in MUSDB order
-(mixture, drums, bass, other, vocals), decoded as musdb decodes them (below)
-and resampled to the model rate. It is chunked ``(1, channels, chunk)``: a
+``(1 + sources, channels, samples)`` float32: the mixture first, then the
+dataset's sources in order (its attribute ``sources``; a MUSDB18 shard's are
+:data:`musicsep.SOURCES`, and a shard without the attribute reads as one),
+decoded as musdb decodes them (below) and resampled to the model rate. It is chunked ``(1, channels, chunk)``: a
 few-second excerpt of one source is one read touching a few contiguous
 chunks, and incoherent excerpts (each source from its own offset) read only
 the source they need.
@@ -19,7 +20,7 @@ to 16 bits by the same ffmpeg conversion and stored as ``int16 / 32768``
 (exact in float32); WAVs (MUSDB18-HQ) keep their PCM values as they are.
 When the model's rate is not the source's, or the shard is mono, ``audio``
 is that decode resampled (soxr) or downmixed, and the shard also holds
-``references`` ``(4 sources, 2, samples)`` float32: the sources at the
+``references`` ``(sources, 2, samples)`` float32: the sources at the
 source rate in stereo, musdb's decode exactly, chunked as ``audio``;
 evaluation scores against them whatever the models' rate and channels
 (:meth:`Shard.references`, :attr:`Shard.reference_rate`).
@@ -27,10 +28,12 @@ evaluation scores against them whatever the models' rate and channels
 Attributes: ``format_version`` (:data:`musicsep.data.SHARD_FORMAT`; a shard
 of an older format is refused), ``name``, ``slug`` (the one given, else
 :func:`~musicsep.data.musdb.slugify` of the name, as the workflow makes it), ``subset``, ``split``,
-``sample_rate``, ``source_sample_rate``, ``streams``, ``channels``,
-``samples``, ``duration``, ``source`` (dataset entry), ``source_checksum``
-(sha256 of the source file(s)), ``rms_db`` (per stream), ``silent`` (silent
-sources), and ``musicsep_version``.
+``sample_rate``, ``source_sample_rate``, ``streams`` (``mixture`` and the
+sources), ``sources``, ``channels``, ``samples``, ``duration``, ``source``
+(dataset entry), ``source_checksum`` (sha256 of the source file(s)),
+``rms_db`` (per stream), ``silent`` (silent sources), ``musicsep_version``
+and, from a dataset of stems, ``missing`` (sources the track has no file
+of, silence in the shard; none when absent).
 
 A shard is written under a temporary name and renamed when complete, so a
 killed job leaves nothing that passes for a finished shard. :func:`write_layout`
@@ -41,22 +44,21 @@ through it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import h5py
 import numpy as np
-import soundfile
 
 from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError, __version__
 from musicsep.data import SHARD_CHUNK_SECONDS, SHARD_FORMAT, SILENCE_DB
-from musicsep.data.audio import AudioError, AudioStream, decode_blocks, probe
-from musicsep.data.musdb import STEM_SUFFIX, Dataset, mp4_audio_streams, slugify
-from musicsep.io import atomic_path, sha256_stream
+from musicsep.data.audio import AudioError, decode_blocks
+from musicsep.data.musdb import STEM_SUFFIX, Dataset, slugify
+from musicsep.data.reading import gather, musdb_reading
+from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -72,88 +74,18 @@ def track_name(member: str) -> str:
     return name[: -len(STEM_SUFFIX)] if name.endswith(STEM_SUFFIX) else name
 
 
-def _gather(dataset: Dataset, member: str, tmpdir: Path, where: str) -> tuple[list[Path], str]:
-    """Local paths of a track's files (extracted from a zip into ``tmpdir``)
-    and the sha256 of their bytes."""
-    paths, digests = [], []
-    for entry in dataset.files(member):
-        try:
-            with dataset.open_entry(entry) as fh:
-                if dataset.is_zip:
-                    local = tmpdir / f"{len(paths)}{PurePosixPath(entry).suffix}"
-                    with open(local, "wb") as out:
-                        digests.append(sha256_stream(fh, out))
-                else:
-                    local = dataset.local_path(entry)
-                    digests.append(sha256_stream(fh))
-        except FileNotFoundError:
-            raise MusicsepError(f"{dataset.describe(entry)}: missing file of {where}") from None
-        paths.append(local)
-    checksum = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    return paths, "sha256:" + checksum
-
-
-def _stream_info(dataset: Dataset, path: Path) -> list[AudioStream]:
-    """The audio streams of a track file, from its header (mp4 boxes, WAV
-    header: no subprocess); ffprobe only for what those cannot read, so that
-    a broken file gets ffmpeg's own diagnosis."""
-    try:
-        if dataset.kind == "stems":
-            with open(path, "rb") as fh:
-                found = mp4_audio_streams(fh, os.fstat(fh.fileno()).st_size)
-            return [AudioStream(i, "mp4a", rate, ch, dur) for i, (rate, ch, dur) in enumerate(found)]
-        info = soundfile.info(str(path))
-        return [AudioStream(0, info.format, info.samplerate, info.channels, info.frames / info.samplerate)]
-    except Exception:
-        return probe(path)
-
-
-def _check_streams(dataset: Dataset, member: str, paths: list[Path], where: str) -> tuple[list, int, float]:
-    """Check a track's files; return (decoder inputs, source rate, duration)."""
-    entries = dataset.files(member)
-    streams = []
-    for entry, path in zip(entries, paths):
-        try:
-            found = _stream_info(dataset, path)
-        except AudioError as err:
-            raise MusicsepError(f"{dataset.describe(entry)}: {where}: {err}") from None
-        if not found:
-            raise MusicsepError(f"{dataset.describe(entry)}: {where}: no audio stream")
-        streams.append(found)
-    if dataset.kind == "stems":
-        found = streams[0]
-        if len(found) != len(STREAMS):
-            raise MusicsepError(
-                f"{dataset.describe(member)}: {where}: has {len(found)} audio stream(s); a MUSDB18 "
-                f"stem file has {len(STREAMS)} ({', '.join(STREAMS)})")
-        inputs = [(paths[0], k) for k in range(len(STREAMS))]
-        flat = found
-    else:
-        inputs = [(p, 0) for p in paths]
-        flat = [s[0] for s in streams]
-    rates = {s.sample_rate for s in flat}
-    if len(rates) != 1:
-        detail = ", ".join(f"{name} {s.sample_rate} Hz" for name, s in zip(STREAMS, flat))
-        raise MusicsepError(f"{dataset.describe(member)}: {where}: sources differ in sample rate ({detail})")
-    rate = rates.pop()
-    durations = [s.duration for s in flat]
-    if dataset.kind == "hq" and max(durations) - min(durations) > 0.5 / rate:
-        detail = ", ".join(f"{name} {d:.4f} s" for name, d in zip(STREAMS, durations))
-        raise MusicsepError(f"{dataset.describe(member)}: {where}: sources differ in length ({detail})")
-    return inputs, rate, float(np.nanmax(durations))
-
-
 def write_layout(out: str | Path, blocks: Iterable[np.ndarray], attrs: Mapping | Callable[[int], Mapping], *,
                  channels: int, chunk: int, compression: str | None = None,
-                 references: Iterable[np.ndarray] | None = None, reference_chunk: int | None = None) -> dict:
+                 references: Iterable[np.ndarray] | None = None, reference_chunk: int | None = None,
+                 sources: Sequence[str] = SOURCES) -> dict:
     """Write a shard's HDF5 layout to ``out``, atomically: the dataset ``audio``
     ``(streams, channels, samples)`` float32, chunked ``(1, channels, chunk)``,
     from ``blocks`` ``(streams, channels, n)`` appended in order; then, if
     given, the dataset ``references`` ``(sources, 2, samples)`` at the source
     rate from ``references`` blocks, chunked ``(1, 2, reference_chunk)``; then
     the attributes: ``attrs``, or what ``attrs(samples)`` returns once every
-    block is written (it may raise to discard the file), and
-    ``format_version``. Returns the attributes.
+    block is written (it may raise to discard the file), ``sources`` (the
+    names of the rows after the mixture) and ``format_version``. Returns the attributes.
 
     The one writer of the format: :func:`write_shard` gives it decoded blocks,
     the tests give it arrays. ``compression`` (an h5py filter) writes a
@@ -161,10 +93,11 @@ def write_layout(out: str | Path, blocks: Iterable[np.ndarray], attrs: Mapping |
     none."""
     with atomic_path(out) as tmp_out:
         with h5py.File(tmp_out, "w", rdcc_nbytes=32 << 20) as h5:
-            samples = _append(h5, "audio", blocks, (len(STREAMS), channels, chunk), compression)
+            samples = _append(h5, "audio", blocks, (1 + len(sources), channels, chunk), compression)
             if references is not None:
-                _append(h5, "references", references, (len(SOURCES), 2, reference_chunk or chunk), compression)
-            written = {**(attrs(samples) if callable(attrs) else attrs), "format_version": SHARD_FORMAT}
+                _append(h5, "references", references, (len(sources), 2, reference_chunk or chunk), compression)
+            written = {**(attrs(samples) if callable(attrs) else attrs), "sources": list(sources),
+                       "format_version": SHARD_FORMAT}
             h5.attrs.update(written)
     return written
 
@@ -190,31 +123,42 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
     """Decode a track and write its shard to ``out``; returns the attributes.
     Stems are decoded as musdb decodes them (16-bit samples); at another rate
     than the source's, or mono, the track is decoded a second time for the
-    shard's ``references`` (the module docstring says why)."""
+    shard's ``references`` (the module docstring says why). ``dataset`` is a
+    MUSDB18 :class:`~musicsep.data.musdb.Dataset` or a
+    :class:`~musicsep.data.stems.StemsDataset` (its ``reading`` plans the rows)."""
     name = track_name(member)
     where = f"track '{name}'"
     channels = 1 if mono else 2
-    pcm16 = dataset.kind == "stems"
+    reader = getattr(dataset, "reading", None) or (lambda m, paths, w: musdb_reading(dataset, m, paths, w))
 
     def whole_chunks(chunk: int) -> int:   # decoded blocks of whole chunks: each chunk written once
         return chunk * max(1, (1 << 16) // chunk)
 
     chunk = max(1, int(round(chunk_seconds * sample_rate)))
     with tempfile.TemporaryDirectory(prefix="musicsep-shard-") as tmp:
-        paths, checksum = _gather(dataset, member, Path(tmp), where)
-        inputs, source_rate, duration = _check_streams(dataset, member, paths, where)
-        resample = sample_rate if sample_rate != source_rate else None
-        power = np.zeros(len(STREAMS))
+        paths, checksum = gather(dataset, dataset.files(member), Path(tmp), where)
+        plan = reader(member, paths, where)
+        inputs, source_rate, duration, pcm16 = plan.inputs, plan.source_rate, plan.duration, plan.pcm16
+        streams, sources = ("mixture", *plan.sources), plan.sources
+        if plan.mixed_rates:        # stems at several rates: every one resampled to the shard's
+            source_rate = sample_rate
+        resample = sample_rate if sample_rate != source_rate or plan.mixed_rates else None
+        power = np.zeros(len(streams))
+
+        def pad(rate: int) -> int | None:
+            return int(round(plan.pad_seconds * rate)) if plan.pad_seconds else None
 
         def blocks():
             samples = 0
-            for block in decode_blocks(inputs, resample, block_frames=whole_chunks(chunk), pcm16=pcm16):
+            for block in decode_blocks(inputs, resample, block_frames=whole_chunks(chunk), pcm16=pcm16,
+                                       pad_frames=pad(sample_rate)):
+                block = plan.combine(block)
                 if mono:
                     block = block.mean(axis=2, keepdims=True)
                 flat = block.reshape(len(block), -1)
-                energy = np.diag(flat.T @ flat).reshape(len(STREAMS), -1).sum(axis=1, dtype=np.float64)
+                energy = np.diag(flat.T @ flat).reshape(len(streams), -1).sum(axis=1, dtype=np.float64)
                 if not np.isfinite(energy).all():
-                    bad = STREAMS[int(np.nonzero(~np.isfinite(energy))[0][0])]
+                    bad = streams[int(np.nonzero(~np.isfinite(energy))[0][0])]
                     raise MusicsepError(
                         f"{dataset.describe(member)}: {where}: NaN or Inf in '{bad}' after decoding, "
                         f"near {samples / sample_rate:.2f} s")
@@ -229,28 +173,32 @@ def write_shard(dataset: Dataset, member: str, split: str, out: str | Path, *,
                     f"{dataset.describe(member)}: {where}: truncated or corrupt: decoded "
                     f"{samples / sample_rate:.2f} s of the {duration:.2f} s its header declares")
             rms_db = 10 * np.log10(np.maximum(power / (samples * channels), 1e-20))
-            silent = [s for s, level in zip(STREAMS, rms_db) if s in SOURCES and level < silence_db]
+            silent = [s for s, level in zip(streams[1:], rms_db[1:]) if level < silence_db]
+            subset = dataset.subset_of(split) if hasattr(dataset, "subset_of") else PurePosixPath(member).parts[0]
             return {
-                "name": name, "slug": slug or slugify(name), "subset": PurePosixPath(member).parts[0],
+                "name": name, "slug": slug or slugify(name), "subset": subset,
                 "split": split, "sample_rate": sample_rate, "source_sample_rate": source_rate,
-                "streams": list(STREAMS), "channels": channels, "samples": samples,
+                "streams": list(streams), "channels": channels, "samples": samples,
                 "duration": samples / sample_rate, "source": member, "source_checksum": checksum,
                 "rms_db": rms_db.round(2), "silent": silent, "musicsep_version": __version__,
+                **({"missing": list(plan.missing)} if plan.rows is not None else {}),     # stems: absent files
             }
 
         references, reference_chunk = None, max(1, int(round(chunk_seconds * source_rate)))
-        if resample or mono:
-            references = (block[:, SOURCE_SLICE].transpose(1, 2, 0) for block in decode_blocks(
-                inputs, block_frames=whole_chunks(reference_chunk), pcm16=pcm16))
+        if resample and not plan.mixed_rates or mono:
+            references = (plan.combine(block)[:, 1:].transpose(1, 2, 0) for block in decode_blocks(
+                inputs, resample if plan.mixed_rates else None, block_frames=whole_chunks(reference_chunk),
+                pcm16=pcm16,
+                pad_frames=pad(source_rate)))
         try:
             attrs = write_layout(out, blocks(), attributes, channels=channels, chunk=chunk,
-                                 references=references, reference_chunk=reference_chunk)
+                                 references=references, reference_chunk=reference_chunk, sources=sources)
         except AudioError as err:
             raise MusicsepError(f"{dataset.describe(member)}: {where}: {err}") from None
     samples, rms_db = attrs["samples"], attrs["rms_db"]
     for source in attrs["silent"]:
-        log.warning("%s: source '%s' is silent (RMS %.1f dBFS)", name, source,
-                    rms_db[STREAMS.index(source)])
+        log.warning("%s: source '%s' is %s (RMS %.1f dBFS)", name, source,
+                    "missing: silence" if source in plan.missing else "silent", rms_db[streams.index(source)])
     log.info("%s: %.1f s, %d Hz, %d channel(s)%s -> %s", name, samples / sample_rate, sample_rate, channels,
              f", references at {source_rate} Hz in stereo" if references is not None else "", out)
     return attrs
@@ -260,12 +208,12 @@ class Shard:
     """A shard opened for reading, checked once: ``with Shard(path) as shard``.
 
     Anything that is not a shard (a missing or unreadable file, HDF5 without
-    ``audio`` of :data:`STREAMS` rows or without a sample rate, ``references``
-    that are not the four sources) and a shard of another format
+    ``audio`` of one row more than its sources or without a sample rate,
+    ``references`` that are not its sources) and a shard of another format
     version than :data:`SHARD_FORMAT` are a MusicsepError naming the file.
     ``audio`` is the h5py dataset ``(streams, channels, samples)``, read in
     pieces by :meth:`mixture` and :meth:`sources`; :meth:`references` are what
-    evaluation scores against."""
+    evaluation scores against; :attr:`source_names` names the sources."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -284,9 +232,14 @@ class Shard:
 
     def _check(self) -> tuple[h5py.Dataset, h5py.Dataset | None]:
         audio, refs, attrs = self.h5.get("audio"), self.h5.get("references"), self.h5.attrs
-        if not isinstance(audio, h5py.Dataset) or audio.ndim != 3 or audio.shape[0] != len(STREAMS) \
+        names = _plain(attrs.get("sources", list(SOURCES)))
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise MusicsepError(f"{self.path}: not a musicsep shard (its sources are {names!r})")
+        self.source_names: tuple[str, ...] = tuple(names)
+        """The names of the sources, in the order of :meth:`sources` (MUSDB18's when the shard names none)."""
+        if not isinstance(audio, h5py.Dataset) or audio.ndim != 3 or audio.shape[0] != 1 + len(names) \
                 or "sample_rate" not in attrs:
-            raise MusicsepError(f"{self.path}: not a musicsep shard (no audio of {len(STREAMS)} streams "
+            raise MusicsepError(f"{self.path}: not a musicsep shard (no audio of {1 + len(names)} streams "
                                 "and sample rate)")
         version = attrs.get("format_version", 1)
         if not isinstance(version, (int, np.integer)):
@@ -301,9 +254,9 @@ class Shard:
             raise MusicsepError(f"{self.path}: a shard of format {version}, newer than this musicsep reads "
                                 f"({SHARD_FORMAT}): update musicsep, or delete the shard to rebuild it")
         if refs is not None and not (isinstance(refs, h5py.Dataset) and refs.ndim == 3
-                                     and refs.shape[0] == len(SOURCES) and "source_sample_rate" in attrs):
+                                     and refs.shape[0] == len(names) and "source_sample_rate" in attrs):
             raise MusicsepError(f"{self.path}: not a musicsep shard (its references are not "
-                                f"{len(SOURCES)} sources with a source sample rate)")
+                                f"{len(names)} sources with a source sample rate)")
         return audio, refs
 
     def __enter__(self) -> "Shard":
@@ -342,8 +295,9 @@ class Shard:
         return self.audio[MIXTURE_ROW, :, start:stop]
 
     def sources(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """The sources ``(4, channels, samples)`` in :data:`SOURCES` order, samples ``[start, stop)``."""
-        return self.audio[SOURCE_SLICE, :, start:stop]
+        """The sources ``(sources, channels, samples)`` in :attr:`source_names` order (a MUSDB18
+        shard's: :data:`SOURCES`), samples ``[start, stop)``."""
+        return self.audio[1:, :, start:stop]
 
     @property
     def reference_rate(self) -> int:
@@ -358,7 +312,7 @@ class Shard:
 
     def references(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """What evaluation scores against, as musdb decodes it: the sources
-        ``(4, channels, samples)`` at :attr:`reference_rate`, samples ``[start,
+        ``(sources, channels, samples)`` at :attr:`reference_rate`, samples ``[start,
         stop)``; the ``references`` dataset (source rate, stereo) when the
         shard holds one, else :meth:`sources`."""
         if self._references is None:

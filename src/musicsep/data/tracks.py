@@ -16,18 +16,21 @@ from musicsep.io import atomic_path
 log = logging.getLogger(__name__)
 
 COLUMNS = ["slug", "name", "subset", "split", "duration", "sample_rate", "channels",
-           "silent", "source", "source_checksum"]
+           "silent", "source", "source_checksum", "missing"]
+REQUIRED = COLUMNS[:8]
+"""What training and the summary read (``missing`` came later: a table without it reads as none missing)."""
 
 
 def tracks_from_shards(shards: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
-    """Write the track table as the shards describe it: exact durations and
-    the silent sources (comma-separated, empty when none)."""
+    """Write the track table as the shards describe it: exact durations, the
+    silent sources and the missing ones (sources the track has no file of,
+    silence in its shard; comma-separated, empty when none)."""
     rows = []
     for path in shards:
         attrs = read_attrs(path)
         rows.append({**{k: attrs.get(k) for k in COLUMNS},
                      "slug": attrs.get("slug") or Path(path).stem,
-                     "silent": ",".join(attrs.get("silent", []))})
+                     "silent": ",".join(attrs.get("silent", [])), "missing": ",".join(attrs.get("missing", []))})
     frame = pd.DataFrame(rows, columns=COLUMNS).sort_values(["subset", "name"])
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.3f")
@@ -42,9 +45,11 @@ def read_track_table(path: str | Path) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         reason = "no such file" if isinstance(err, FileNotFoundError) else err
         raise MusicsepError(f"{path}: not a readable track table ({reason})") from None
-    missing = [c for c in COLUMNS[:-2] if c not in frame.columns]      # what training and the summary read
+    missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise MusicsepError(f"{path}: not a track table (no column(s) {', '.join(missing)})")
+    if "missing" not in frame.columns:
+        frame["missing"] = ""
     return frame
 
 
@@ -67,6 +72,10 @@ def write_summary(tracks: str | Path, stats: str | Path, out: str | Path) -> str
         part = frame[frame["split"] == split]
         silent = sum(len(s.split(",")) for s in part["silent"] if s)
         lines.append(f"| {split} | {len(part)} | {part['duration'].sum() / 3600:.3f} | {silent} |")
+    absent = frame[frame["missing"] != ""]
+    if len(absent):
+        lines += ["", "Tracks missing sources (silence in their shards):", ""]
+        lines += [f"- {row.name_}: {row.missing}" for row in absent.rename(columns={"name": "name_"}).itertuples()]
     flagged = frame[frame["silent"] != ""]
     if len(flagged):
         lines += ["", "Tracks with silent sources:", ""]

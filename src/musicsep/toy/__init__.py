@@ -10,3 +10,6 @@ TRAIN_TRACKS, TEST_TRACKS = 8, 3
 
 SECONDS = 20.0
 """Length of each toy track, by default."""
+
+VOICES = ("drums", "bass", "other", "vocals", "guitar", "piano")
+"""The sources a toy dataset can have: MUSDB18's four, and a guitar and a piano."""

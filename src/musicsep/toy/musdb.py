@@ -3,7 +3,12 @@
 ``make_toy_musdb`` writes ``train/`` and ``test/`` folders of
 ``Artist - Title.stem.mp4`` (five AAC streams: mixture, drums, bass, other,
 vocals; stereo, 44.1 kHz), as a zip like ``musdb18.zip`` or as a folder, or the
-MUSDB18-HQ layout (``Artist - Title/{mixture,drums,bass,other,vocals}.wav``).
+MUSDB18-HQ layout (``Artist - Title/{mixture,drums,bass,other,vocals}.wav``),
+or a MoisesDB-like layout (``Artist - Title/{source}/*.wav``, no mixture, the
+guitar in two files, a ``data.json`` beside them) read as stems
+(:mod:`musicsep.data.stems`). The HQ and MoisesDB-like layouts take any
+sources of :data:`musicsep.toy.VOICES` (a guitar and a piano beside
+MUSDB18's four); MUSDB18's four render as they always did.
 The songs come from :mod:`musicsep.toy.synth` (a numpy synthesizer: deterministic
 from the seed, nothing to download); the mixture is the sum of the stems.
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
@@ -41,7 +47,7 @@ from musicsep import SAMPLE_RATE, SOURCES, STREAMS, MusicsepError
 from musicsep.data.audio import write_stem_mp4
 from musicsep.data.musdb import STEM_SUFFIX, SUBSETS
 from musicsep.io import check_writable
-from musicsep.toy import SECONDS, SEED, TEST_TRACKS, TRAIN_TRACKS
+from musicsep.toy import SECONDS, SEED, TEST_TRACKS, TRAIN_TRACKS, VOICES
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +102,14 @@ def toy_tracks(seed: int, train: int, test: int, duration: float, fmt: str = "st
     return rows
 
 
-def render_streams(song_seed: int, duration: float) -> np.ndarray:
-    """The five streams of one toy song, ``(5, samples, 2)`` float32: the
-    mixture (the sum of the stems) first, then the stems in MUSDB order."""
+def render_streams(song_seed: int, duration: float, sources: tuple[str, ...] = SOURCES) -> np.ndarray:
+    """The streams of one toy song, ``(1 + sources, samples, 2)`` float32: the
+    mixture (the sum of the stems) first, then the stems in ``sources``
+    order (by default MUSDB's)."""
     from musicsep.toy.song import plan_song
     from musicsep.toy.synth import render_song
 
-    stems = render_song(plan_song(song_seed), duration, SAMPLE_RATE).astype(np.float32)
-    order = [SOURCES.index(s) for s in STREAMS[1:]]
-    stems = stems[order]
+    stems = render_song(plan_song(song_seed), duration, SAMPLE_RATE, tuple(sources)).astype(np.float32)
     peak = np.abs(stems.sum(axis=0)).max()
     if peak > PEAK:
         stems *= PEAK / peak
@@ -144,27 +149,49 @@ def _write_track(args: tuple) -> str:
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _render_track(root: str, member: str, fmt: str, song_seed: int, duration: float) -> str:
-    streams = render_streams(song_seed, duration)
+def _render_track(root: str, member: str, fmt: str, song_seed: int, duration: float,
+                  sources: tuple[str, ...] = SOURCES) -> str:
+    streams = render_streams(song_seed, duration, sources)
     target = Path(root) / member
     target.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "stems":
         write_stem_mp4(target, streams, SAMPLE_RATE, STREAMS)
-    else:
+    elif fmt == "hq":
         target.mkdir(exist_ok=True)
-        for name, audio in zip(STREAMS, streams):
+        for name, audio in zip(("mixture", *sources), streams):
             soundfile.write(target / f"{name}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+    else:           # MoisesDB-like: a folder per source, the guitar over two files (halves of the song)
+        for name, audio in zip(sources, streams[1:]):
+            (target / name).mkdir(parents=True, exist_ok=True)
+            half = len(audio) // 2 if name == "guitar" else len(audio)
+            parts = [np.concatenate([audio[:half], 0 * audio[half:]]), np.concatenate([0 * audio[:half], audio[half:]])]
+            for k, part in enumerate(parts[:1 + (half < len(audio))], start=1):
+                soundfile.write(target / name / f"{name}_{k}.wav", part, SAMPLE_RATE, subtype="PCM_16")
+        (target / "data.json").write_text(json.dumps({"song": Path(member).name, "stems": list(sources)}))
     return member
 
 
 def make_toy_musdb(out: str | Path, *, seed: int = SEED, train: int = TRAIN_TRACKS, test: int = TEST_TRACKS,
-                   duration: float = SECONDS, fmt: str = "stems", jobs: int = 1) -> Path:
+                   duration: float = SECONDS, fmt: str = "stems", jobs: int = 1,
+                   sources: tuple[str, ...] = SOURCES) -> Path:
     """Write the toy MUSDB to ``out``: a zip when ``out`` ends in ``.zip``,
-    otherwise a folder. ``fmt`` is "stems" (musdb18) or "hq" (MUSDB18-HQ).
+    otherwise a folder. ``fmt`` is "stems" (musdb18), "hq" (MUSDB18-HQ) or
+    "moisesdb" (track folders of a folder per source); ``sources`` (of
+    :data:`~musicsep.toy.VOICES`) other than MUSDB18's need "hq" or "moisesdb".
     The result appears only when complete (written aside, then renamed);
     what a killed run left aside is removed first."""
-    if fmt not in ("stems", "hq"):
-        raise MusicsepError(f"toy format must be 'stems' or 'hq', not {fmt!r}")
+    from musicsep.data.stems import check_sources
+
+    if fmt not in ("stems", "hq", "moisesdb"):
+        raise MusicsepError(f"toy format must be 'stems', 'hq' or 'moisesdb', not {fmt!r}")
+    sources = tuple(sources)
+    check_sources(sources, "--sources")
+    unknown = [s for s in sources if s not in VOICES]
+    if unknown:
+        raise MusicsepError(f"--sources: the toy has no '{unknown[0]}' (it has {', '.join(VOICES)})")
+    if fmt == "stems" and sources != SOURCES:
+        raise MusicsepError(f"--sources: a .stem.mp4 holds MUSDB18's {', '.join(SOURCES)} in that order; "
+                            "other sources need --hq or --moisesdb")
     if min(train, test) < 0 or train + test == 0:
         raise MusicsepError(f"train {train}, test {test}: the toy needs at least one track (and no negative count)")
     out = Path(out)
@@ -182,7 +209,7 @@ def make_toy_musdb(out: str | Path, *, seed: int = SEED, train: int = TRAIN_TRAC
     rows = toy_tracks(seed, train, test, duration, fmt)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        tasks = [(str(work), member, fmt, song_seed, dur) for _, _, member, dur, song_seed in rows]
+        tasks = [(str(work), member, fmt, song_seed, dur, sources) for _, _, member, dur, song_seed in rows]
         _render_all(tasks, jobs)
         for subset in SUBSETS:
             (work / subset).mkdir(exist_ok=True)

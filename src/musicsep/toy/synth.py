@@ -10,6 +10,8 @@ style per instrument. :func:`render_song` turns a plan into stereo stems:
 * bass: a monophonic line on the chord roots (root, fifth, octave and approach
   notes by style) with a plucked, decaying-brightness saw, square or sub timbre;
 * other: the chords as a detuned-saw pad, an electric piano, an organ or an arpeggio;
+* guitar and piano (only in toys of more sources than MUSDB18's four,
+  :mod:`musicsep.toy.keys`): strummed Karplus-Strong strings and an additive piano;
 * vocals: a source-filter voice. A harmonic source with a spectral slope is shaped
   by vowel formants that morph from syllable to syllable; it sings a melody made
   for each section (chord tones on strong beats, steps between) in phrases
@@ -29,19 +31,25 @@ import numpy as np
 
 from musicsep import SAMPLE_RATE, SOURCES
 from musicsep.toy.band import _bass, _drums, _other
+from musicsep.toy.keys import _guitar, _piano
 from musicsep.toy.song import MIX_PEAK, SongPlan, _timeline
 from musicsep.toy.voice import _vocals
 
+PARTS = {"drums": _drums, "bass": _bass, "other": _other, "vocals": _vocals, "guitar": _guitar, "piano": _piano}
+"""The toy's voices by source name; each draws from its own random stream (its index here)."""
 
-def render_song(plan: SongPlan, duration: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Return float32 array of shape (4, n, 2) — stems in SOURCES order, n = round(duration*sample_rate), stereo."""
+
+def render_song(plan: SongPlan, duration: float, sample_rate: int = SAMPLE_RATE,
+                sources: tuple[str, ...] = SOURCES) -> np.ndarray:
+    """Return float32 array of shape (sources, n, 2) — stems in ``sources`` order, n = round(duration*sample_rate), stereo."""
     n = int(round(duration * sample_rate))
     if n <= 0:
-        return np.zeros((len(SOURCES), 0, 2), dtype=np.float32)
+        return np.zeros((len(sources), 0, 2), dtype=np.float32)
     bars = _timeline(plan, duration)
-    stems = np.empty((len(SOURCES), n, 2))
-    for k, part in enumerate((_drums, _bass, _other, _vocals)):
-        stems[k] = part(plan, bars, n, sample_rate, np.random.default_rng([plan.seed, k]))
+    stems = np.empty((len(sources), n, 2))
+    for k, source in enumerate(sources):
+        stream = list(PARTS).index(source)
+        stems[k] = PARTS[source](plan, bars, n, sample_rate, np.random.default_rng([plan.seed, stream]))
     t = np.arange(n) / sample_rate
     stems *= (np.clip(t / 0.01, 0, 1) * np.clip((duration - t) / min(0.5, duration / 4), 0, 1))[:, None]
     peak = np.abs(stems.sum(axis=0)).max(initial=0.0)

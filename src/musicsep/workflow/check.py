@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicsep import MusicsepError
+from musicsep import SOURCES, MusicsepError
 from musicsep.workflow.config import (
     ConfigError,
     layer,
@@ -130,8 +130,10 @@ def check(config: dict, sources: Sequence[Source], schema: dict | str | Path) ->
         try:
             the_plan = plan(config)
         except MusicsepError as err:
-            problems.append(_keyed(("dataset", "path") if config["dataset"]["path"] is not None
-                                   else ("dataset", "toy"), str(err)))
+            head = str(err).split(": ", 1)[0]       # a stems layout's key (dataset.stems.vocals/*), else the path's
+            key = tuple(head.split(".")) if head.startswith("dataset.") and " " not in head else \
+                ("dataset", "path") if config["dataset"]["path"] is not None else ("dataset", "toy")
+            problems.append(_keyed(key, str(err)))
         if problems:
             raise ConfigError(problems)
     except ConfigError as err:
@@ -161,8 +163,10 @@ def check_config(paths: Sequence[str | Path], schema: str | Path) -> int:
         for line in str(err).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return 1
+    only = "" if checked.plan.sources == SOURCES else \
+        f"; sources {', '.join(checked.plan.sources)}: the data stages only, for now"
     print(f"{' + '.join(source.name for source in sources)}: valid ({len(checked.plan.tracks)} tracks; "
-          f"experiments {', '.join(checked.specs)})")
+          f"experiments {', '.join(checked.specs)}{only})")
     return 0
 
 

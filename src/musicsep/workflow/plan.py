@@ -3,15 +3,16 @@ rules stay thin and the logic is tested like the rest of the package."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from musicsep import MusicsepError
+from musicsep import SOURCES, MusicsepError
 from musicsep.data.augment import is_off as augment_is_off
 from musicsep.data.musdb import build_table, scan, table_frame
 from musicsep.models.registry import check_loss, check_model_args, model_info, signature
@@ -24,10 +25,13 @@ class Plan:
     """The dataset and its track table, known before any job runs."""
 
     dataset: str             # path of the dataset (the toy zip when no path is configured)
-    kind: str                # "stems" or "hq"
+    kind: str                # "stems" or "hq" (MUSDB18), "layout" (a dataset of stems)
     is_zip: bool
     is_toy: bool
-    tracks: pd.DataFrame     # indexed by slug: slug, name, subset, split, member, duration
+    tracks: pd.DataFrame     # indexed by slug: slug, name, subset, split, member, duration (+ missing: stems)
+    sources: tuple[str, ...] = SOURCES
+    layout: str | None = None    # a stems layout: the dataset block as JSON (``musicsep shard --layout``)
+    files: dict[str, list[str]] = field(default_factory=dict)    # a stems layout: slug -> its files
 
     def slugs(self, *splits: str) -> list[str]:
         table = self.tracks
@@ -37,6 +41,8 @@ class Plan:
         """The files a track's shard is made from (Snakemake's inputs)."""
         if self.is_zip:
             return [self.dataset]
+        if self.layout:
+            return [str(Path(self.dataset) / entry) for entry in self.files[slug]]
         member = self.tracks.loc[slug, "member"]
         if self.kind == "stems":
             return [str(Path(self.dataset) / member)]
@@ -50,21 +56,92 @@ def load_config(config: dict, basedir: str | Path) -> dict:
     return validate(config, load_yaml(Path(basedir) / "config" / "schema.yaml"))
 
 
+LAYOUT_KEYS = ("sources", "stems", "unmapped", "mixture", "mismatch", "splits")
+"""The ``dataset`` keys of a stems layout (what ``musicsep shard --layout`` reads)."""
+
+
+def toy_layout(ds: dict) -> dict | None:
+    """The stems layout of the toy (None: a MUSDB18 layout): its MoisesDB-like
+    format, or HQ with sources other than MUSDB18's, is read as stems."""
+    toy, sources = ds["toy"], list(ds["sources"])
+    if toy["format"] == "stems" and tuple(sources) != SOURCES:
+        raise MusicsepError(f"dataset.sources: {', '.join(sources)}: the toy of dataset.toy.format stems "
+                            f"(.stem.mp4) holds MUSDB18's {', '.join(SOURCES)}; other sources need format hq "
+                            "or moisesdb")
+    if toy["format"] == "moisesdb" or tuple(sources) != SOURCES:
+        return {"sources": sources, "stems": None, "unmapped": "refuse", "mismatch": "refuse",
+                "mixture": "mixture.wav" if toy["format"] == "hq" else None, "splits": {"from": "folders"}}
+    return None
+
+
 def plan(config: dict) -> Plan:
     """The dataset and track table for a validated config."""
     ds, valid = config["dataset"], config["data"]["valid"]
     subsets = ds["subsets"]
     if ds["path"] is None:
-        toy = ds["toy"]
+        toy, layout = ds["toy"], toy_layout(ds)
         suffix = "hq" if toy["format"] == "hq" else ""
-        path = f"{config['results']}/toy/musdb18{suffix}-toy.zip"
+        path = f"{config['results']}/toy/musdb18{suffix}-toy.zip" if layout is None else \
+            f"{config['results']}/toy/{toy['format']}-{'-'.join(ds['sources'])}-toy.zip"
+        fmt = "stems" if toy["format"] == "stems" else "hq"        # the toy's members: files or folders
         rows = [r[:4] for r in toy_tracks(toy["seed"], toy["train_tracks"], toy["test_tracks"],
-                                           toy["duration"], toy["format"]) if r[1] in subsets]
+                                           toy["duration"], fmt) if r[1] in subsets]
         by_subset = [r for s in subsets for r in [x for x in rows if x[1] == s][:ds["max_tracks"]]]
-        tracks = build_table(by_subset, valid["fraction"], valid["seed"])
-        return Plan(path, toy["format"], True, True, table_frame(tracks))
+        frame = table_frame(build_table(by_subset, valid["fraction"], valid["seed"]))
+        if layout is None:
+            return Plan(path, toy["format"], True, True, frame)
+        frame["missing"] = ""
+        return Plan(path, "layout", True, True, frame, tuple(ds["sources"]), json.dumps(layout, sort_keys=True))
+    if ds["layout"] == "stems":
+        from musicsep.data.stems import StemsLayout, scan_stems
+
+        block = {key: ds[key] for key in LAYOUT_KEYS}
+        dataset, tracks, missing = scan_stems(ds["path"], StemsLayout.from_block(block), subsets,
+                                              ds["max_tracks"], valid["fraction"], valid["seed"])
+        frame = table_frame(tracks)
+        frame["missing"] = [missing[slug] for slug in frame.index]
+        files = {} if dataset.is_zip else {t.slug: dataset.files(t.member) for t in tracks}
+        return Plan(str(dataset.path), "layout", dataset.is_zip, False, frame, tuple(ds["sources"]),
+                    json.dumps(block, sort_keys=True), files)
+    if tuple(ds["sources"]) != SOURCES:
+        raise MusicsepError(f"dataset.sources: {', '.join(ds['sources'])}: a MUSDB18 dataset (dataset.layout "
+                            f"musdb) has {', '.join(SOURCES)}; read other sources with dataset.layout: stems")
     dataset, tracks = scan(ds["path"], subsets, ds["max_tracks"], valid["fraction"], valid["seed"])
     return Plan(str(dataset.path), dataset.kind, dataset.is_zip, False, table_frame(tracks))
+
+
+DATA_RULES = ("toy_musdb", "toy_stems", "shard", "tracks", "stats", "data_summary")
+"""The rules of the data stages (rules/data.smk): what a dataset of other sources than MUSDB18's runs for now."""
+
+
+def requested(argv: list[str]) -> tuple[list[str], list[str]] | None:
+    """The targets and target jobs' rules of a ``snakemake`` command line, as
+    Snakemake reads it; None for ``--lint``, which runs nothing."""
+    from snakemake.cli import get_argument_parser
+
+    args, _ = get_argument_parser().parse_known_args(argv)
+    if args.lint:
+        return None
+    return [str(t) for t in args.targets or ()], [str(j).split(":")[0] for j in args.target_jobs or ()]
+
+
+def check_stages(sources: tuple[str, ...], results: str, targets: list[str], target_rules: list[str]) -> None:
+    """The stages after the data (training, separation, evaluation) know
+    MUSDB18's sources only, for now: with other ``dataset.sources`` a run
+    may ask for data targets alone (files under ``results/data/`` or
+    ``results/toy/``, data rules); anything else, the default target
+    included, is a MusicsepError naming the key."""
+    if tuple(sources) == SOURCES:
+        return
+    roots = [os.path.normpath(f"{results}/{d}") + os.sep for d in ("data", "toy")]
+    data_only = bool(targets or target_rules) and all(t in DATA_RULES for t in target_rules) and all(
+        t in DATA_RULES or any(os.path.normpath(t).startswith(r) for r in roots) for t in targets)
+    if not data_only:
+        asked = " ".join(targets + target_rules) or "the default target (all)"
+        raise MusicsepError(
+            f"dataset.sources: {', '.join(sources)}: training, separation and evaluation handle MUSDB18's "
+            f"{', '.join(SOURCES)} only for now; ask for the data alone (e.g. `snakemake {results}/data/summary.md`), "
+            f"not {asked}")
 
 
 IMAGE_SCHEMES = ("docker://", "docker-daemon://", "oras://", "library://", "shub://", "http://", "https://")
