@@ -19,6 +19,14 @@ ACCOMPANIMENT: tuple[str, ...] = ("bass", "drums", "other")
 TARGETS: tuple[str, ...] = ("vocals", "drums", "bass", "other", "accompaniment")
 """What separation writes and evaluation scores, in the order of the tables."""
 
+
+def targets_of(sources) -> tuple[str, ...]:
+    """What a separation into ``sources`` writes and evaluation scores, in order:
+    the sources, then ``accompaniment`` (the mixture minus the vocals) when one of
+    at least two sources is named ``vocals``. :data:`TARGETS` for MUSDB18's four
+    is the same set in the tables' order."""
+    return tuple(sources) + (("accompaniment",) if "vocals" in sources and len(sources) > 1 else ())
+
 ORACLES: tuple[str, ...] = ("mix", "irm1", "irm2", "ibm", "ibm1", "ibm2", "mwf")
 """Oracle kinds: the mixture itself as every target's estimate (``mix``, SiSEC
 2018's MIX: the score of doing nothing, the floor of the share of the oracle's

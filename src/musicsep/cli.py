@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training processes (default: one per visible GPU, else 1; >1 on CPU uses gloo)")
 
     p = command("separate", _separate,
-                f"separate an audio file (or a shard) into {{{','.join(TARGETS)}}}.wav (or --format's)")
+                f"separate an audio file (or a shard) into TARGET.wav (or --format's) for each of the model's "
+                f"sources, and accompaniment with vocals (MUSDB18's: {{{','.join(TARGETS)}}})")
     p.add_argument("input", type=Path, help="an audio file ffmpeg reads (mono stays mono), or a shard (.h5) "
                                             "with --shard")
     which = p.add_mutually_exclusive_group(required=True)
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--oracle", choices=ORACLES,
                        help="an oracle from the true sources instead of a model (needs --shard)")
     p.add_argument("--out", type=Path, required=True,
-                   help="folder for the five stems (written as a set: all of them or none)")
+                   help="folder for the stems (written as a set: all of them or none)")
     p.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
                    help=f"the stems' format (default {DEFAULT_FORMAT}: 32-bit float WAV, what the evaluation "
                         "reads; wav-16, wav-24, flac-16, flac-24 round to 16 or 24 bits)")

@@ -15,9 +15,10 @@ after the excerpt's tracks and offsets (all off, it draws and changes nothing).
 validation track, the same on every run, never augmented.
 
 Both yield the sources, a float32 tensor ``(n_sources, channels, samples)`` in
-:data:`musicsep.SOURCES` order; the mixture is their sum, formed where it is
-used (``sources.sum(-3)``, on the device), so a loader worker ships the
-four sources only, not a fifth signal.
+the shards' order (their ``sources``, :attr:`MappedShards.sources`: MUSDB18's
+are :data:`musicsep.SOURCES`; shards of other sources are refused); the
+mixture is their sum, formed where it is used (``sources.sum(-3)``, on the
+device), so a loader worker ships the sources only, not one more signal.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch.utils.data import Dataset
 
 from musicsep import MusicsepError
 from musicsep.data.augment import Augment
-from musicsep.data.shard import SOURCE_ROWS, Shard
+from musicsep.data.shard import Shard
 
 
 class MappedShards:
@@ -53,9 +54,16 @@ class MappedShards:
         self.paths = [str(p) for p in paths]
         self.lengths, self.names, self.chunks, self.offsets = [], [], [], []
         rates, channels = set(), set()
+        self.sources: tuple[str, ...] = ()
+        """The shards' sources (the same in every shard), in the order of their rows."""
         for path in self.paths:
             with Shard(path) as shard:
                 audio = shard.audio
+                if self.sources and shard.source_names != self.sources:
+                    raise MusicsepError(f"{path}: its sources ({', '.join(shard.source_names)}) are not those "
+                                        f"of {self.paths[0]} ({', '.join(self.sources)}); one model trains on "
+                                        "shards of one source set")
+                self.sources = shard.source_names
                 self.lengths.append(shard.length)
                 channels.add(shard.channels)
                 rates.add(shard.sample_rate)
@@ -66,6 +74,8 @@ class MappedShards:
             raise MusicsepError(f"shards differ in sample rate {sorted(rates)} or channels {sorted(channels)}")
         self.sample_rate = rates.pop()
         self.channels = channels.pop()
+        self.rows: tuple[int, ...] = tuple(range(1, 1 + len(self.sources)))
+        """The rows of the sources in each shard's ``audio`` (the mixture is row 0)."""
         self._pid = None
         self._open: dict[int, object] = {}
 
@@ -148,6 +158,10 @@ class ExcerptDataset(Dataset):
     def sample_rate(self) -> int:
         return self.shards.sample_rate
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.shards.sources
+
     def set_epoch(self, epoch: int) -> None:
         """Draw a new sequence of excerpts (call at the start of every epoch)."""
         self.epoch = epoch
@@ -167,10 +181,10 @@ class ExcerptDataset(Dataset):
         n_tracks = len(self.shards.paths)
         track = int(rng.integers(n_tracks))
         if not self.incoherent:
-            sources = self.shards.read(track, SOURCE_ROWS, self._offset(rng, track), self.excerpt)
+            sources = self.shards.read(track, self.shards.rows, self._offset(rng, track), self.excerpt)
         else:
-            sources = np.empty((len(SOURCE_ROWS), self.shards.channels, self.excerpt), dtype=np.float32)
-            for i, row in enumerate(SOURCE_ROWS):
+            sources = np.empty((len(self.shards.rows), self.shards.channels, self.excerpt), dtype=np.float32)
+            for i, row in enumerate(self.shards.rows):
                 src_track = int(rng.integers(n_tracks)) if self.incoherent_tracks else track
                 self.shards.read_into(sources[i], src_track, row, self._offset(rng, src_track))
         if self.augment.active:        # its draws come after the excerpt's: off, nothing changes
@@ -196,9 +210,13 @@ class ValidationSet(Dataset):
     def sample_rate(self) -> int:
         return self.shards.sample_rate
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.shards.sources
+
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         track, offset = self.items[index]
-        return torch.from_numpy(self.shards.read(track, SOURCE_ROWS, offset, self.excerpt))
+        return torch.from_numpy(self.shards.read(track, self.shards.rows, offset, self.excerpt))

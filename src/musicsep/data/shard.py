@@ -64,7 +64,8 @@ log = logging.getLogger(__name__)
 
 MIXTURE_ROW = STREAMS.index("mixture")
 SOURCE_ROWS: tuple[int, ...] = tuple(STREAMS.index(s) for s in SOURCES)
-"""The rows of the sources in a shard's ``audio``, in :data:`musicsep.SOURCES` order (contiguous)."""
+"""The rows of the sources in a MUSDB18 shard's ``audio``, in :data:`musicsep.SOURCES` order (contiguous;
+any shard's sources are rows 1 to len(:attr:`Shard.source_names`), :meth:`Shard.sources`)."""
 assert SOURCE_ROWS == tuple(range(SOURCE_ROWS[0], SOURCE_ROWS[0] + len(SOURCES)))
 SOURCE_SLICE = slice(SOURCE_ROWS[0], SOURCE_ROWS[-1] + 1)
 

@@ -1,12 +1,13 @@
 """Mask models for music source separation, rebuilt from self-describing files.
 
 Every model reads the mixture magnitude spectrogram and returns soft masks for
-the four sources at full frequency resolution. Shapes (channels of a stereo
+its sources (the constructor's ``sources``, MUSDB18's four by default, kept in
+the model file) at full frequency resolution. Shapes (channels of a stereo
 track are folded into the batch):
 
 - ``mix_mag``: ``(batch, freq, frames)``, ``freq = n_fft // 2 + 1``
-- masks: ``(batch, sources, freq, frames)`` in [0, 1], sources in
-  :data:`musicsep.SOURCES` order
+- masks: ``(batch, sources, freq, frames)`` in [0, 1], sources in the
+  model's :attr:`~SeparationModel.sources` order
 - embeddings: ``(batch, frames * n_mels, dim)``, frame-major
 
 ``forward`` returns a dict: ``masks`` (the mask models), ``embeddings`` (the
@@ -48,13 +49,19 @@ class SeparationModel(nn.Module):
     kwargs that rebuild it, and the mask interface used by separation."""
 
     name = ""
-    n_sources = len(SOURCES)
+    sources: tuple[str, ...] = SOURCES
+    """The names of the model's outputs, in their order (a model file without them: MUSDB18's four)."""
 
     def __init__(self, *, sample_rate: int, n_fft: int, hop: int, n_mels: int, log_eps: float,
-                 hidden: int, layers: int, dropout: float):
+                 hidden: int, layers: int, dropout: float, sources: tuple[str, ...] = SOURCES):
         super().__init__()
+        self.sources = tuple(sources)
         self.features = Features(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, log_eps=log_eps)
         self.blstm = BLSTM(n_mels, hidden, layers, dropout)
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.sources)
 
     def kwargs(self) -> dict:
         return dict(self._kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE
+from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE, SOURCES
 from musicsep.models.base import SeparationModel
 
 
@@ -18,9 +18,10 @@ class BLSTMMask(SeparationModel):
     name = "blstm_mask"
 
     def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, n_mels: int = N_MELS,
-                 log_eps: float = LOG_EPS, hidden: int = 300, layers: int = 4, dropout: float = 0.3):
+                 log_eps: float = LOG_EPS, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
+                 sources: tuple[str, ...] = SOURCES):
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, log_eps=log_eps,
-                         hidden=hidden, layers=layers, dropout=dropout)
+                         hidden=hidden, layers=layers, dropout=dropout, sources=sources)
         self.head = nn.Linear(2 * hidden, self.n_sources * n_mels)
 
     def _head_masks(self, mix_mag: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import typing
 import torch
 from torch import nn
 
-from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE
+from musicsep import HOP, LOG_EPS, N_FFT, N_MELS, SAMPLE_RATE, SOURCES
 from musicsep.models.base import EmbeddingModel
 from musicsep.models.registry import check_model_args
 
@@ -39,10 +39,11 @@ class ConditionalCentroids(EmbeddingModel):
     def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, n_mels: int = N_MELS,
                  log_eps: float = LOG_EPS, hidden: int = 300, layers: int = 4, dropout: float = 0.3,
                  dim: int = 15, unit_norm: bool = True, covariance: Covariance = "tied_diag",
-                 em_iterations: int = 0, var_floor: float = 1e-3):
+                 em_iterations: int = 0, var_floor: float = 1e-3, sources: tuple[str, ...] = SOURCES):
         check_model_args(self.name, covariance=covariance)
         super().__init__(sample_rate=sample_rate, n_fft=n_fft, hop=hop, n_mels=n_mels, log_eps=log_eps,
-                         hidden=hidden, layers=layers, dropout=dropout, dim=dim, unit_norm=unit_norm)
+                         hidden=hidden, layers=layers, dropout=dropout, dim=dim, unit_norm=unit_norm,
+                         sources=sources)
         self.covariance, self.em_iterations, self.var_floor = covariance, em_iterations, var_floor
         self.conditional = nn.Linear(self.n_sources, 2 * dim + 1)
 

@@ -78,6 +78,9 @@ def signature(name: str) -> dict[str, str | tuple]:
 
 
 def _fits(value, annotation: str) -> bool:
+    if annotation == "tuple[str, ...]":             # a list of names (``sources``): distinct, not empty
+        return isinstance(value, (list, tuple)) and len(value) > 0 and len(set(value)) == len(value) \
+            and all(isinstance(v, str) and v for v in value)
     kind = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(annotation, object)
     return isinstance(value, kind) and not (kind in (int, (int, float)) and isinstance(value, bool))
 
@@ -95,7 +98,8 @@ def check_model_args(name: str, where: str = "model", **kwargs) -> None:
             if value not in hint:
                 raise MusicsepError(f"{where}.{key}: {value!r} is not one of {', '.join(map(repr, hint))}")
         elif not _fits(value, hint):
-            raise MusicsepError(f"{where}.{key}: {value!r} is not of type {hint}")
+            what = "a list of distinct names" if hint == "tuple[str, ...]" else f"of type {hint}"
+            raise MusicsepError(f"{where}.{key}: {value!r} is not {what}")
 
 
 def check_loss(experiment: str, model: str, loss: str) -> None:
@@ -110,6 +114,8 @@ def build_model(name: str, where: str = "model", **kwargs):
     """Build a model by name, its arguments checked by :func:`check_model_args`;
     the model keeps every constructor argument (defaults included) for its file."""
     check_model_args(name, where, **kwargs)
+    if "sources" in kwargs:                         # a list read from YAML or JSON: the model keeps a tuple
+        kwargs["sources"] = tuple(kwargs["sources"])
     cls = model_class(name)
     params = inspect.signature(cls.__init__).parameters
     model = cls(**kwargs)

@@ -19,9 +19,10 @@ connection (its input and output concatenated), ``fc2`` + ``bn2`` + ReLU,
 ``output_mean`` per bin, ReLU; open-unmix's output is that times the
 mixture's magnitude.
 
-:class:`UMX` holds one such network per source in :data:`musicsep.SOURCES`
-order, as open-unmix trains one model per target, behind the package's model
-interface (:mod:`musicsep.models.base`):
+:class:`UMX` holds one such network per source of its ``sources`` (MUSDB18's
+four, :data:`musicsep.SOURCES`, by default), in order, as open-unmix trains
+one model per target, behind the package's model interface
+(:mod:`musicsep.models.base`):
 
 - Channels. The package folds a stereo track's channels into the batch
   (``mix_mag`` ``(batch * channels, freq, frames)``); UMX joins them (``fc1``
@@ -226,11 +227,11 @@ class UMX(nn.Module):
     """
 
     name = "umx"
-    n_sources = len(SOURCES)
 
     def __init__(self, *, sample_rate: int = SAMPLE_RATE, n_fft: int = 4096, hop: int = 1024, n_mels: int = N_MELS,
                  log_eps: float = LOG_EPS, channels: Channels = 2, hidden: int = 512, layers: int = 3,
-                 dropout: float = 0.4, bandwidth: float = 16000.0, unidirectional: bool = False):
+                 dropout: float = 0.4, bandwidth: float = 16000.0, unidirectional: bool = False,
+                 sources: tuple[str, ...] = SOURCES):
         check_model_args(self.name, channels=channels)
         for key, value, fits, what in [
                 ("hidden", hidden, hidden >= 2 and (unidirectional or hidden % 2 == 0),
@@ -240,12 +241,16 @@ class UMX(nn.Module):
             if not fits:
                 raise MusicsepError(f"model_args.{key}: {value} must be {what}")
         super().__init__()
-        self.channels = channels
+        self.channels, self.sources = channels, tuple(sources)
         nb_bins = n_fft // 2 + 1
         self.max_bin = bandwidth_to_max_bin(sample_rate, n_fft, bandwidth)
         self.targets = nn.ModuleDict({source: OpenUnmixNet(nb_bins, channels, hidden, layers, unidirectional,
-                                                           self.max_bin, dropout) for source in SOURCES})
+                                                           self.max_bin, dropout) for source in self.sources})
         self.features = UMXFeatures(sample_rate=sample_rate, n_fft=n_fft, hop=hop, nets=self.targets)
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.sources)
 
     def kwargs(self) -> dict:
         return dict(self._kwargs)
@@ -290,7 +295,7 @@ class UMX(nn.Module):
         missing key (but BatchNorm's counter) or another shape is a
         MusicsepError naming it."""
         if source not in self.targets:
-            raise MusicsepError(f"no source {source!r} (sources: {', '.join(SOURCES)})")
+            raise MusicsepError(f"no source {source!r} (sources: {', '.join(self.sources)})")
         net = self.targets[source]
         own = net.state_dict()
         missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicsep import SOURCES, TARGETS, MusicsepError
+from musicsep import MusicsepError
 from musicsep.io import atomic_paths
 from musicsep.report import EXCERPT_SECONDS
 from musicsep.report.common import REFERENCE
@@ -73,30 +73,35 @@ def audio_examples(shard: str | Path, out_dir: str | Path, page: str | Path, *,
     shard's rate and channels) and ``page``: an HTML page with a player for
     the mixture and for each clip, the audio embedded (MP3 where libsndfile
     writes it) so that the page stands alone. ``name`` defaults to the
-    folder's parent (``estimates/{system}/{slug}``). Returns the clips."""
-    from musicsep.evaluate.track import accompaniment
+    folder's parent (``estimates/{system}/{slug}``). The targets are those of
+    the shard's sources (:func:`~musicsep.separate.stems.separation_targets`).
+    Returns the clips."""
+    from musicsep.separate.stems import accompaniment_sources, separation_targets
 
     excerpt = read_excerpt(shard, seconds, start)
+    targets = separation_targets(excerpt.source_names)
     if estimates is None:
         name = name or REFERENCE
-        truth = {s: excerpt.sources[k] for k, s in enumerate(SOURCES)}
-        truth["accompaniment"] = accompaniment({s: truth[s].T for s in SOURCES}).T
-        clips = {"mixture": excerpt.mixture, **{t: truth[t] for t in TARGETS}}
+        truth = {s: excerpt.sources[k] for k, s in enumerate(excerpt.source_names)}
+        summed = accompaniment_sources(excerpt.source_names)
+        if summed:                                  # as musdb sums it (evaluate.track.accompaniment)
+            truth["accompaniment"] = np.sum(np.array([truth[s].T for s in summed]), axis=0).T
+        clips = {"mixture": excerpt.mixture, **{t: truth[t] for t in targets}}
     else:
         folder = Path(estimates)
         name = name or folder.parent.name
         if not folder.is_dir():
             raise MusicsepError(f"{folder}: estimates folder does not exist")
-        found = {t: folder / f"{t}.wav" for t in TARGETS if (folder / f"{t}.wav").exists()}
+        found = {t: folder / f"{t}.wav" for t in targets if (folder / f"{t}.wav").exists()}
         if not found:
-            raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in TARGETS)})")
+            raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in targets)})")
         clips = {t: _read_estimate(p, excerpt.start, excerpt.length, excerpt.rate) for t, p in found.items()}
     written = {target: Path(out_dir) / f"{target}.wav" for target in clips}
     fmt = _player_format()
     players = {target: f"data:audio/{'mpeg' if fmt == 'mp3' else 'wav'};base64,"
                + base64.b64encode(_encode(audio, excerpt.rate, fmt)).decode()
                for target, audio in {"mixture": excerpt.mixture, **clips}.items()}
-    text = _audio_page(name, players, excerpt, fmt, reference=estimates is None)
+    text = _audio_page(name, players, excerpt, fmt, reference=estimates is None, targets=targets)
     with atomic_paths(page, *written.values()) as (tmp_page, *tmps):       # the clips and the page, or none
         for tmp, audio in zip(tmps, clips.values()):
             tmp.write_bytes(_encode(audio, excerpt.rate, "wav"))
@@ -108,11 +113,12 @@ def audio_examples(shard: str | Path, out_dir: str | Path, page: str | Path, *,
     return written
 
 
-def _audio_page(name: str, players: dict[str, str], excerpt: Excerpt, fmt: str, reference: bool) -> str:
+def _audio_page(name: str, players: dict[str, str], excerpt: Excerpt, fmt: str, reference: bool,
+                targets: tuple[str, ...]) -> str:
     what = "true source" if reference else f"estimate by {html.escape(name)}"
     rows = [f'<tr><th>mixture</th><td><audio controls preload="none" src="{players["mixture"]}"></audio></td></tr>']
     rows += [f'<tr><th>{target}</th><td><audio controls preload="none" src="{players[target]}"></audio></td></tr>'
-             if target in players else f"<tr><th>{target}</th><td>–</td></tr>" for target in TARGETS]
+             if target in players else f"<tr><th>{target}</th><td>–</td></tr>" for target in targets]
     title = "Reference: the mixture and the true sources" if reference else f"{html.escape(name)}: estimates"
     coding = "MP3 (about 120 kbit/s)" if fmt == "mp3" else "16-bit WAV"
     style = ("body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:14px;margin:1em;color:#222}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicsep import SOURCES, MusicsepError
+from musicsep import MusicsepError
 from musicsep.report import EMBEDDING_POINTS, EXCERPT_SECONDS
 from musicsep.report.common import RC, SOURCE_COLOURS, pyplot, save_figure
 from musicsep.report.excerpt import Excerpt, read_excerpt
@@ -40,7 +40,7 @@ def embedding_points(model, excerpt: Excerpt, channel: int = 0) -> dict[str, np.
     silent (``dc_targets``' weight > 0: within 40 dB of the loudest), with
     their true dominant source and the model's assignment (the argmax of its
     masks taken back to mel resolution): ``embeddings`` (n, dim), ``true``
-    (n,), ``assigned`` (n,), all as numpy arrays, and ``centroids`` (4, dim)
+    (n,), ``assigned`` (n,), all as numpy arrays, and ``centroids`` (sources, dim)
     when the model has class centroids (its conditional means, or deep
     clustering's class centroids)."""
     import torch
@@ -93,14 +93,14 @@ def plot_embeddings(model_path: str | Path, shard: str | Path, out: str | Path, 
         for ax, key, title in [(axes[0], "true", "true dominant source"),
                                (axes[1], "assigned", f"assignment by {name} (argmax of its masks)")]:
             classes = found[key][keep]
-            for k, source in enumerate(SOURCES):
+            for k, source in enumerate(model.sources):
                 sel = classes == k
                 ax.scatter(projected[keep][sel, 0], projected[keep][sel, 1], s=4, alpha=0.5, linewidths=0,
                            color=SOURCE_COLOURS[source], label=f"{source} ({int((found[key] == k).sum())})",
                            rasterized=True)
             if found["centroids"] is not None:
                 c = (found["centroids"] - mean) @ components.T
-                for k, source in enumerate(SOURCES):
+                for k, source in enumerate(model.sources):
                     ax.scatter(c[k, 0], c[k, 1], marker="*", s=220, color=SOURCE_COLOURS[source],
                                edgecolors="black", linewidths=0.8, zorder=4)
             ax.set_title(title)

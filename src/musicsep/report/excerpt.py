@@ -7,15 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from musicsep import MusicsepError
-from musicsep.data.shard import MIXTURE_ROW, SOURCE_ROWS, Shard
+from musicsep import SOURCES, MusicsepError
+from musicsep.data.shard import MIXTURE_ROW, Shard
 from musicsep.report import EXCERPT_SECONDS
 
 
 @dataclass
 class Excerpt:
-    """Samples ``[start, start + length)`` of a shard's five streams
-    ``(streams, channels, samples)``, float32."""
+    """Samples ``[start, start + length)`` of a shard's streams
+    ``(streams, channels, samples)``, float32: the mixture, then the sources
+    named by ``source_names``."""
 
     audio: np.ndarray
     rate: int
@@ -24,6 +25,8 @@ class Excerpt:
     slug: str
     path: str = ""
     """The shard's."""
+    source_names: tuple[str, ...] = SOURCES
+    """The shard's sources, in the order of :attr:`sources`."""
 
     @property
     def mixture(self) -> np.ndarray:
@@ -31,8 +34,8 @@ class Excerpt:
 
     @property
     def sources(self) -> np.ndarray:
-        """``(4, channels, samples)`` in :data:`SOURCES` order."""
-        return self.audio[list(SOURCE_ROWS)]
+        """``(sources, channels, samples)`` in :attr:`source_names` order."""
+        return self.audio[1:]
 
     @property
     def length(self) -> int:
@@ -43,7 +46,7 @@ class Excerpt:
 
 
 def choose_start(audio, rate: int, length: int, block_seconds: float = 1.0, read_blocks: int = 16) -> int:
-    """First sample of the ``length``-sample window where the four sources
+    """First sample of the ``length``-sample window where the sources
     are loudest together: the largest mean over sources of the log energy of
     the window, on a grid of ``block_seconds`` blocks. ``audio`` is the
     shard's dataset ``(streams, channels, samples)`` (read in pieces)."""
@@ -55,7 +58,7 @@ def choose_start(audio, rate: int, length: int, block_seconds: float = 1.0, read
     width = max(1, length // hop)
     if width >= blocks:
         return 0
-    rows = SOURCE_ROWS
+    rows = range(1, audio.shape[0])                 # the sources (the mixture is row 0)
     energy = np.zeros((len(rows), blocks))
     for b0 in range(0, blocks, read_blocks):
         b1 = min(blocks, b0 + read_blocks)
@@ -84,4 +87,4 @@ def read_excerpt(shard: str | Path, seconds: float = EXCERPT_SECONDS, start: flo
                 raise MusicsepError(f"the excerpt's start must be at least 0 s (got {start})")
             first = min(int(round(start * rate)), n - length)
         data = np.asarray(sh.audio[:, :, first:first + length], dtype=np.float32)
-        return Excerpt(data, rate, first, sh.name, sh.slug, str(shard))
+        return Excerpt(data, rate, first, sh.name, sh.slug, str(shard), sh.source_names)

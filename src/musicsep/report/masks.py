@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicsep import SOURCES, MusicsepError
+from musicsep import MusicsepError
 from musicsep.report import EXCERPT_SECONDS
 from musicsep.report.common import RC, pyplot, save_figure
 from musicsep.report.excerpt import Excerpt, read_excerpt
@@ -22,12 +22,15 @@ def load_for_figures(model_path: str | Path):
 
 def spectra(model, excerpt: Excerpt, channel: int = 0):
     """Magnitudes of one channel of the excerpt: mixture ``(1, freq, frames)``
-    and sources ``(1, 4, freq, frames)``."""
+    and sources ``(1, sources, freq, frames)`` (the shard's must be the model's)."""
     import torch
 
     if excerpt.rate != model.features.sample_rate:
         raise MusicsepError(f"{excerpt.path}: the shard is at {excerpt.rate} Hz, the model at "
                             f"{model.features.sample_rate} Hz")
+    if excerpt.source_names != tuple(model.sources):
+        raise MusicsepError(f"{excerpt.path}: the shard's sources are {', '.join(excerpt.source_names)}, the "
+                            f"model's {', '.join(model.sources)}")
     mixture = torch.from_numpy(np.ascontiguousarray(excerpt.mixture[channel]))[None]
     sources = torch.from_numpy(np.ascontiguousarray(excerpt.sources[:, channel]))[None]
     with torch.no_grad():
@@ -73,9 +76,10 @@ def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, se
     extent = (0, excerpt.length / excerpt.rate, -0.5, len(grid) - 0.5)
     with plt.rc_context(RC):
         fig = plt.figure(figsize=(11.2, 7.2))   # at most 10 inches once trimmed (common.MAX_WIDTH)
-        gs = fig.add_gridspec(3, len(SOURCES) + 1, width_ratios=[1] * len(SOURCES) + [0.05],
+        n_src = len(model.sources)
+        gs = fig.add_gridspec(3, n_src + 1, width_ratios=[1] * n_src + [0.05],
                               height_ratios=[1.1, 1, 1], hspace=0.45, wspace=0.12)
-        ax = fig.add_subplot(gs[0, :len(SOURCES)])
+        ax = fig.add_subplot(gs[0, :n_src])
         image = ax.imshow(db_display, origin="lower", aspect="auto", extent=extent, cmap="magma",
                           vmin=vmax - 80, vmax=vmax, interpolation="nearest")
         _frequency_axis(ax, grid)
@@ -84,19 +88,20 @@ def plot_masks(model_path: str | Path, shard: str | Path, out: str | Path, *, se
         fig.colorbar(image, cax=fig.add_subplot(gs[0, -1]), label="dB")
         mask_image = None
         for row, (label, data) in enumerate([(f"{name} mask", masks), ("ideal ratio mask", ideal)], start=1):
-            for k, source in enumerate(SOURCES):
+            for k, source in enumerate(model.sources):
                 ax = fig.add_subplot(gs[row, k])
                 shown, _ = _log_frequency(data[k], f.sample_rate, f.n_fft)
                 mask_image = ax.imshow(shown, origin="lower", aspect="auto", extent=extent, cmap="viridis",
                                        vmin=0, vmax=1, interpolation="nearest")
-                ax.set_title(f"{source}: {label}")
+                narrow = n_src > 4                  # more panels than MUSDB18's four: the row's label at its left
+                ax.set_title(source if narrow else f"{source}: {label}")
                 if k == 0:
                     _frequency_axis(ax, grid)
-                    ax.set_ylabel("frequency (Hz)")
+                    ax.set_ylabel(f"{label}\nfrequency (Hz)" if narrow else "frequency (Hz)")
                 else:
                     ax.set_yticks([])
                 if row == 2:
-                    ax.set_xlabel("time in the excerpt (s)")
+                    ax.set_xlabel("time (s)" if narrow else "time in the excerpt (s)")
         fig.colorbar(mask_image, cax=fig.add_subplot(gs[1:, -1]), label="mask")
         fig.suptitle(f"{name}: masks on {excerpt.describe()}", y=0.97)
     save_figure(fig, out, dpi=100)

@@ -4,9 +4,11 @@
 multichannel Wiener post-filter together (as open-unmix's ``Separator``).
 Every estimate uses the mixture's phase: ``estimate_k = istft(mask_k * X)``
 with ``X`` the mixture's STFT. Outputs are a dict of ``(channels, samples)``
-float32 arrays, exactly as long as the input, for every name of
-:data:`musicsep.TARGETS`: the four sources and ``accompaniment`` (drums +
-bass + other, summed as musdb sums it).
+float32 arrays, exactly as long as the input, for every target of the
+model's sources (:func:`~musicsep.separate.stems.separation_targets`): the
+sources (MUSDB18's four unless the model was trained on others) and
+``accompaniment`` when one is ``vocals`` (every other source, summed as musdb
+sums bass, drums and other).
 
 Bounded memory. The STFT (:class:`musicsep.spectral.stft.Framing`: Hann,
 ``center=True`` with reflection padding, the frame grid of
@@ -57,11 +59,11 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
-from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
+from musicsep import SOURCES, MusicsepError
 from musicsep.data.shard import Shard
 from musicsep.io import progress_bar
 from musicsep.separate import BATCH_CHUNKS, CHUNK_SECONDS, CONTEXT_SECONDS, DEFAULT_FORMAT
-from musicsep.separate.stems import StemWriter, check_destination, format_of
+from musicsep.separate.stems import StemWriter, as_targets, check_destination, format_of
 from musicsep.separate.streaming import (
     Resampler,
     ScratchReader,
@@ -73,16 +75,6 @@ from musicsep.spectral.stft import Framing, Reader, magnitude
 from musicsep.spectral.wiener import wiener
 
 log = logging.getLogger(__name__)
-
-
-def as_targets(estimates: np.ndarray) -> dict[str, np.ndarray]:
-    """Stacked source estimates ``(4, channels, samples)`` -> ``{target: audio}`` in :data:`TARGETS` order."""
-    out = {name: np.ascontiguousarray(estimates[k], dtype=np.float32) for k, name in enumerate(SOURCES)}
-    acc = out[ACCOMPANIMENT[0]].copy()
-    for name in ACCOMPANIMENT[1:]:
-        acc += out[name]
-    out["accompaniment"] = acc
-    return {target: out[target] for target in TARGETS}
 
 
 def check_audio(mixture, what: str = "mixture") -> np.ndarray:
@@ -160,6 +152,8 @@ class Separator:
         self.chunk_seconds, self.context_seconds, self.wiener = chunk_seconds, context_seconds, wiener
         self.batch_chunks = batch_chunks
         self.name = getattr(model, "name", type(model).__name__)
+        self.sources: tuple[str, ...] = tuple(getattr(model, "sources", SOURCES))
+        """The model's sources, in the order of its outputs (and of :meth:`stream`'s blocks)."""
 
     @classmethod
     def from_file(cls, path: str | Path, **kw) -> "Separator":
@@ -198,8 +192,8 @@ class Separator:
                desc: str = "separate") -> Iterator[np.ndarray]:
         """The estimates of the signal that ``read`` gives (``length`` samples
         of ``channels`` at :attr:`sample_rate`), handed out chunk by chunk:
-        blocks ``(4 sources, channels, n)`` float32 in :data:`SOURCES` order
-        whose concatenation is the four estimates. ``read`` is asked for
+        blocks ``(sources, channels, n)`` float32 in :attr:`sources` order
+        whose concatenation is the sources' estimates. ``read`` is asked for
         windows in order (a batch of chunks at a time), and memory is bounded
         by a batch, whatever the length. Progress is counted in batches."""
         if length == 0:
@@ -208,7 +202,7 @@ class Separator:
         if channels not in (1, joined) and joined > 1:
             raise MusicsepError(f"the model {self.name} separates {joined}-channel audio; this has {channels}")
         framing = self.framing(length)
-        acc = StreamingOverlapAdd(framing, (len(SOURCES), channels))
+        acc = StreamingOverlapAdd(framing, (len(self.sources), channels))
         to_linear = self.model.features.to_linear
         batches = _balanced(framing.chunks(*self.chunk_frames()), self.batch_chunks)
         batch_done = progress_bar(len(batches), desc, unit="batch", show=progress and len(batches) > 1)
@@ -246,31 +240,31 @@ class Separator:
 
     def separate(self, mixture: np.ndarray, *, progress: bool = False, desc: str = "separate") -> dict[str, np.ndarray]:
         """``mixture`` ``(channels, samples)`` float32 at :attr:`sample_rate`
-        -> ``{target: (channels, samples)}`` for :data:`TARGETS` (in memory:
-        :meth:`stream` gathered)."""
+        -> ``{target: (channels, samples)}`` for every target of :attr:`sources`
+        (:func:`as_targets`; in memory: :meth:`stream` gathered)."""
         mixture = check_audio(mixture)
         channels, length = mixture.shape
-        out = np.empty((len(SOURCES), channels, length), dtype=np.float32)
+        out = np.empty((len(self.sources), channels, length), dtype=np.float32)
         done = 0
         for block in self.stream(lambda a, b: mixture[:, a:b], length, channels, progress=progress, desc=desc):
             out[..., done:done + block.shape[-1]] = block
             done += block.shape[-1]
-        return as_targets(out)
+        return as_targets(out, self.sources)
 
 
 def write_targets(estimates: Mapping[str, np.ndarray], out_dir: str | Path, sample_rate: int,
-                  fmt: str = DEFAULT_FORMAT) -> dict[str, Path]:
+                  fmt: str = DEFAULT_FORMAT, sources=SOURCES) -> dict[str, Path]:
     """``{out_dir}/{target}.wav`` (float32 WAV by default: ``fmt``, one of
-    :data:`musicsep.separate.FORMATS`), written as a set
-    (:class:`~musicsep.separate.stems.StemWriter`)."""
-    channels = np.shape(estimates[TARGETS[0]])[0]
-    with StemWriter(out_dir, sample_rate, channels, fmt) as writer:
+    :data:`musicsep.separate.FORMATS`) for every target of a separation into
+    ``sources``, written as a set (:class:`~musicsep.separate.stems.StemWriter`)."""
+    channels = np.shape(next(iter(estimates.values())))[0]
+    with StemWriter(out_dir, sample_rate, channels, fmt, sources) as writer:
         writer.write_targets(estimates)
         return writer.commit()
 
 
 def _write_exactly(writer: StemWriter, blocks: Iterable[np.ndarray], length: int, channels: int) -> None:
-    """Blocks of sources ``(4, channels, n)`` to ``writer``, trimmed or
+    """Blocks of sources ``(sources, channels, n)`` to ``writer``, trimmed or
     padded with zeros to exactly ``length`` samples."""
     written = 0
     for block in blocks:
@@ -279,7 +273,7 @@ def _write_exactly(writer: StemWriter, blocks: Iterable[np.ndarray], length: int
             writer.write(block[..., :take])
             written += take
     if written < length:
-        writer.write(np.zeros((len(SOURCES), channels, length - written), dtype=np.float32))
+        writer.write(np.zeros((len(writer.sources), channels, length - written), dtype=np.float32))
 
 
 def _separator(model_or_separator, **kw) -> Separator:
@@ -334,7 +328,7 @@ def separate_file(input_path: str | Path, model_path: str | Path | Separator, ou
     if rate <= 0:
         raise MusicsepError(f"{input_path}: cannot handle its audio (sample rate {rate!r}, "
                             f"codec {streams[0].codec})")
-    with StemWriter(out_dir, rate, channels, fmt) as writer:
+    with StemWriter(out_dir, rate, channels, fmt, separator.sources) as writer:
         scratch = writer.scratch("mixture.f32")
         try:
             length, model_length = decode_to_scratch(input_path, rate, channels, separator.sample_rate, scratch)
@@ -348,7 +342,7 @@ def separate_file(input_path: str | Path, model_path: str | Path | Separator, ou
         log.info("%s: %.1f s at %d Hz, %s, %s at %d Hz: %s", input_path, length / rate, rate,
                  "mono" if channels == 1 else "stereo", separator.name, separator.sample_rate,
                  separator.counts(model_length))
-        back = Resampler(separator.sample_rate, rate, len(SOURCES) * channels, frames_last=True)
+        back = Resampler(separator.sample_rate, rate, len(separator.sources) * channels, frames_last=True)
         read = ScratchReader(scratch, channels)
 
         def blocks():
@@ -371,7 +365,7 @@ def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Pa
     """The workflow's separation job: the mixture (row 0) of a shard, separated
     by a model (a model file, a model, or a :class:`Separator`) into
     ``{out_dir}/{target}.wav`` at the shard's rate (which must be the
-    model's), read and written a chunk at a time."""
+    model's; its sources too), read and written a chunk at a time."""
     format_of(fmt)
     check_destination(out_dir)
     separator = _separator(model_or_separator, chunk_seconds=chunk_seconds, context_seconds=context_seconds,
@@ -380,6 +374,10 @@ def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Pa
         rate, name, channels, length = shard.sample_rate, shard.name, shard.channels, shard.length
         if rate != separator.sample_rate:
             raise MusicsepError(f"{shard_path}: shard is at {rate} Hz, the model at {separator.sample_rate} Hz")
+        if shard.source_names != separator.sources:
+            raise MusicsepError(f"{shard_path}: the shard's sources are {', '.join(shard.source_names)}, the "
+                                f"model's {', '.join(separator.sources)}: a model separates the sources it was "
+                                "trained on")
 
         def read(a: int, b: int) -> np.ndarray:
             block = shard.mixture(a, b)
@@ -387,7 +385,7 @@ def separate_shard(shard_path: str | Path, model_or_separator, out_dir: str | Pa
                 raise MusicsepError(f"{shard_path}: NaN or Inf in the mixture, near {a / rate:.2f} s")
             return block
         log.info("%s: %.1f s, %s, %s", name, length / rate, separator.name, separator.counts(length))
-        with StemWriter(out_dir, rate, channels, fmt) as writer:
+        with StemWriter(out_dir, rate, channels, fmt, separator.sources) as writer:
             for block in separator.stream(read, length, channels, progress=progress, desc=name):
                 writer.write(block)
             paths = writer.commit()

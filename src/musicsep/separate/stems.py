@@ -1,12 +1,13 @@
-"""Writing a separation's stems: the five targets as one set, block by block.
+"""Writing a separation's stems: its targets as one set, block by block.
 
-:class:`StemWriter` writes ``{target}{ext}`` for every target of
-:data:`musicsep.TARGETS` as the separation hands it blocks of the four source
+:class:`StemWriter` writes ``{target}{ext}`` for every target of a separation
+into its ``sources`` (:func:`separation_targets`: MUSDB18's four and
+``accompaniment`` by default) as the separation hands it blocks of the source
 estimates (``accompaniment`` is summed from them here, as
-:func:`musicsep.separate.separator.as_targets` sums it), so no stem of a
+:func:`as_targets` sums it), so no stem of a
 whole track is ever held in memory. The files grow in a staging folder
 beside the destination, ``.{name}.{pid}.tmp``, and are moved into place only
-when all five are complete: a destination that does not exist yet (or is an
+when all of them are complete: a destination that does not exist yet (or is an
 empty folder) is the staging folder renamed, at once; into a folder that
 holds files already they are moved one by one with SIGTERM and SIGINT held
 back. The set therefore appears whole or not at all.
@@ -41,7 +42,7 @@ from typing import Mapping
 import numpy as np
 import soundfile
 
-from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
+from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError, targets_of
 from musicsep.separate import DEFAULT_FORMAT, FORMATS
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,41 @@ def format_of(fmt: str) -> tuple[str, str, str]:
     return FORMATS[fmt]
 
 
-def stem_names(fmt: str = DEFAULT_FORMAT) -> dict[str, str]:
-    """``{target: file name}`` of a format."""
+def separation_targets(sources=SOURCES) -> tuple[str, ...]:
+    """The targets of a separation into ``sources``, in the order they are
+    written: :data:`TARGETS` (the tables' order) for MUSDB18's four, else
+    :func:`musicsep.targets_of` (the sources, then ``accompaniment`` when
+    one of them is ``vocals``)."""
+    return TARGETS if tuple(sources) == SOURCES else targets_of(sources)
+
+
+def accompaniment_sources(sources=SOURCES) -> tuple[str, ...]:
+    """The sources summed into ``accompaniment``, in the order they are
+    summed: musdb's :data:`ACCOMPANIMENT` for MUSDB18's four (so the sum is
+    musdb's to the bit), else every source but ``vocals`` in ``sources``'
+    order; none when the targets have no accompaniment."""
+    if "accompaniment" not in targets_of(sources):
+        return ()
+    return ACCOMPANIMENT if sorted(sources) == sorted(SOURCES) else tuple(s for s in sources if s != "vocals")
+
+
+def stem_names(fmt: str = DEFAULT_FORMAT, sources=SOURCES) -> dict[str, str]:
+    """``{target: file name}`` of a format, for a separation into ``sources``."""
     ext = format_of(fmt)[2]
-    return {target: f"{target}{ext}" for target in TARGETS}
+    return {target: f"{target}{ext}" for target in separation_targets(sources)}
+
+
+def as_targets(estimates: np.ndarray, sources=SOURCES) -> dict[str, np.ndarray]:
+    """Stacked source estimates ``(sources, channels, samples)`` in ``sources``' order -> ``{target: audio}``
+    in :func:`separation_targets` order (:data:`musicsep.TARGETS` for MUSDB18's four)."""
+    out = {name: np.ascontiguousarray(estimates[k], dtype=np.float32) for k, name in enumerate(sources)}
+    summed = accompaniment_sources(sources)
+    if summed:
+        acc = out[summed[0]].copy()
+        for name in summed[1:]:
+            acc += out[name]
+        out["accompaniment"] = acc
+    return {target: out[target] for target in separation_targets(sources)}
 
 
 def quantise(audio: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
@@ -120,20 +152,23 @@ def _cause(err: BaseException, folder: Path, handle: soundfile.SoundFile | None 
 
 class StemWriter:
     """The stems of one separation written into ``out_dir`` as a set (the
-    module docstring says how). Use as a context manager: :meth:`write`
-    blocks of sources ``(4, channels, n)`` in order, then :meth:`commit`;
-    leaving the block without committing removes what was staged."""
+    module docstring says how) for a separation into ``sources``. Use as a
+    context manager: :meth:`write` blocks of sources ``(sources, channels, n)``
+    in order, then :meth:`commit`; leaving the block without committing
+    removes what was staged."""
 
-    def __init__(self, out_dir: str | Path, sample_rate: int, channels: int, fmt: str = DEFAULT_FORMAT):
+    def __init__(self, out_dir: str | Path, sample_rate: int, channels: int, fmt: str = DEFAULT_FORMAT,
+                 sources=SOURCES):
         self.out = Path(out_dir)                        # as given, in messages
         self.path = Path(os.path.abspath(out_dir))      # where the files go
         self.format, self.subtype, _ = format_of(fmt)
         self.fmt, self.sample_rate, self.channels = fmt, sample_rate, channels
-        self.names = stem_names(fmt)
+        self.sources, self.targets = tuple(sources), separation_targets(sources)
+        self.names = stem_names(fmt, sources)
         check_destination(self.out)
         self.staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.files: dict[str, soundfile.SoundFile] = {}
-        self.clipped = dict.fromkeys(TARGETS, 0)
+        self.clipped = dict.fromkeys(self.targets, 0)
         self.frames = 0
         self._made: list[Path] = []
         self._previous: dict = {}
@@ -192,21 +227,22 @@ class StemWriter:
 
     # -- writing ----------------------------------------------------------- #
     def write(self, sources: np.ndarray) -> None:
-        """Append a block of the four source estimates ``(4, channels, n)``
+        """Append a block of the source estimates ``(sources, channels, n)``
         (float32) to every stem."""
-        out = {name: np.asarray(sources[k], dtype=np.float32) for k, name in enumerate(SOURCES)}
-        acc = out[ACCOMPANIMENT[0]].copy()
-        for name in ACCOMPANIMENT[1:]:
-            acc += out[name]
-        out["accompaniment"] = acc
-        self.write_targets(out)
+        if len(sources) != len(self.sources):
+            raise MusicsepError(f"{self.out}: a block of {len(sources)} sources, the stems are of "
+                                f"{len(self.sources)} ({', '.join(self.sources)})")
+        self.write_targets(as_targets(sources, self.sources))
 
     def write_targets(self, targets: Mapping[str, np.ndarray]) -> None:
         """Append a block ``{target: (channels, n)}`` of every target to its stem."""
-        lengths = {np.shape(targets[t]) for t in TARGETS}
+        missing = [t for t in self.targets if t not in targets]
+        if missing:
+            raise MusicsepError(f"{self.out}: no block of {', '.join(missing)}")
+        lengths = {np.shape(targets[t]) for t in self.targets}
         if len(lengths) != 1 or lengths.pop()[0] != self.channels:
             raise MusicsepError(f"{self.out}: the targets' blocks differ in shape or channels")
-        for target in TARGETS:
+        for target in self.targets:
             data, clipped = quantise(np.ascontiguousarray(np.asarray(targets[target], np.float32).T), self.subtype)
             self.clipped[target] += clipped
             handle = self.files[target]
@@ -214,7 +250,7 @@ class StemWriter:
                 handle.write(data)
             except (OSError, RuntimeError) as err:
                 raise self._failure(target, err, handle) from None
-        self.frames += np.shape(targets[TARGETS[0]])[-1]
+        self.frames += np.shape(targets[self.targets[0]])[-1]
 
     def _failure(self, target: str, err: BaseException, handle=None) -> MusicsepError:
         return MusicsepError(f"{self.out / self.names[target]}: cannot write ({_cause(err, self.staging, handle)})")

@@ -53,7 +53,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from musicsep import MusicsepError
+from musicsep import SOURCES, MusicsepError
 from musicsep.data.excerpts import ExcerptDataset, ValidationSet
 from musicsep.io import atomic_path, progress_bar, setup_logging
 from musicsep.models.checkpoint import load_checkpoint, resume, save_checkpoint, save_model_file
@@ -134,9 +134,21 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
         log.info("%s: %d loader worker(s) per training process%s", spec["name"], workers,
                  " (training.workers null: from the CPUs)" if cfg["workers"] is None else "")
 
+    # -- data -----------------------------------------------------------------
+    dataset = ExcerptDataset(train_shards, loader_cfg["excerpt_seconds"], incoherent=loader_cfg["incoherent"],
+                             incoherent_tracks=loader_cfg["incoherent_tracks"],
+                             samples_per_epoch=loader_cfg["samples_per_epoch"], seed=loader_cfg["seed"],
+                             augment=loader_cfg.get("augment"))
+    valid = ValidationSet(valid_shards or train_shards, loader_cfg["excerpt_seconds"],
+                          loader_cfg["valid_excerpts_per_track"])
+    sources = check_sources(spec, dataset.sources, train_shards[0], valid.sources, (valid_shards or train_shards)[0])
+    if not valid_shards and main:
+        log.warning("no validation tracks: validating on training tracks")
+
     # -- model, optimiser, schedule -------------------------------------------
     model = build_model(spec["model"], where=f"experiments.{spec['name']}.model_args",
-                        sample_rate=spec["sample_rate"], **spec["features"], **spec["model_args"])
+                        sample_rate=spec["sample_rate"], **spec["features"],
+                        **(spec["model_args"] | {"sources": sources}))
     model.features.load_stats(stats)
     model.to(device)
     optimizer = make_optimizer(model, cfg["lr"], cfg.get("weight_decay", 0.0))
@@ -149,22 +161,15 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
              "valid_loss": math.inf, "elapsed_seconds": 0.0, **epoch_sums()}
     latest = run_dir / "latest.pt"
     if latest.exists():
-        state |= resume(load_checkpoint(latest, device), model, optimizer, scheduler)
+        saved = load_checkpoint(latest, device)
+        check_sources({"model_args": {"sources": saved["kwargs"].get("sources", SOURCES)}}, sources,
+                      train_shards[0], where=f"{latest}: a model of")
+        state |= resume(saved, model, optimizer, scheduler)
         if main:
             log.info("resuming %s from %s: epoch %d, batch %d", spec["name"], latest, state["epoch"], state["batch"])
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else model
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-    # -- data -----------------------------------------------------------------
-    dataset = ExcerptDataset(train_shards, loader_cfg["excerpt_seconds"], incoherent=loader_cfg["incoherent"],
-                             incoherent_tracks=loader_cfg["incoherent_tracks"],
-                             samples_per_epoch=loader_cfg["samples_per_epoch"], seed=loader_cfg["seed"],
-                             augment=loader_cfg.get("augment"))
-    valid = ValidationSet(valid_shards or train_shards, loader_cfg["excerpt_seconds"],
-                          loader_cfg["valid_excerpts_per_track"])
-    if not valid_shards and main:
-        log.warning("no validation tracks: validating on training tracks")
 
     # -- logging ---------------------------------------------------------------
     writer = None
@@ -283,6 +288,23 @@ def _loop(rank: int, world: int, device: torch.device, spec: dict, train_shards:
 
     if main:
         export(model, spec, run_dir, out, metrics_out, dataset, device)
+
+
+def check_sources(spec: dict, shard_sources: tuple[str, ...], shard: str, valid_sources: tuple | None = None,
+                  valid_shard: str | None = None, where: str | None = None) -> tuple[str, ...]:
+    """The sources the model is built with: the training shards' (all alike,
+    :class:`ExcerptDataset` checks), which must be those of the validation
+    shards and those the spec's ``model_args`` name, if it names any (or, with
+    ``where``, those of a checkpoint's model); a MusicsepError naming both lists."""
+    named = tuple(spec["model_args"].get("sources", shard_sources))
+    if named != tuple(shard_sources):
+        what = where or f"experiment {spec.get('name')}: model_args.sources"
+        raise MusicsepError(f"{what} {', '.join(named)}, but the training shards ({shard}) hold "
+                            f"{', '.join(shard_sources)}: a model separates the sources it was trained on")
+    if valid_sources is not None and tuple(valid_sources) != tuple(shard_sources):
+        raise MusicsepError(f"{valid_shard}: the validation shards hold {', '.join(valid_sources)}, the training "
+                            f"shards ({shard}) {', '.join(shard_sources)}")
+    return tuple(shard_sources)
 
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from musicsep import SOURCES, MusicsepError
+from musicsep import MusicsepError
 from musicsep.models.losses import (
     affinity_loss,
     dc_targets,
@@ -60,7 +60,7 @@ def compute_loss(model, loss_name: str, sources: torch.Tensor, dc_weight: float,
         parts["dc"] = affinity_loss(out["embeddings"].float(), labels, weights)
     if loss_name == "mse":          # open-unmix's, summed over the networks (each gets its own gradient)
         per_source = mse_magnitude_loss(out["magnitudes"], src_mag)
-        parts.update({f"mse_{name}": value for name, value in zip(SOURCES, per_source)})
+        parts.update({f"mse_{name}": value for name, value in zip(inner.sources, per_source)})
         parts["mse"] = per_source.sum()
     loss = parts.get("mse", 0.0) + parts.get("l1", 0.0) \
         + (dc_weight if loss_name == "l1_dc" else 1.0) * parts.get("dc", 0.0)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from musicsep import SOURCES, TARGETS
+from musicsep import SOURCES, TARGETS, MusicsepError, targets_of
 from musicsep.data.excerpts import ValidationSet
 from musicsep.models.losses import si_sdr
 from musicsep.train.objective import compute_loss
@@ -30,7 +30,7 @@ def validate(net, valid: ValidationSet, spec: dict, cfg: dict, device: torch.dev
     net.eval()
     model = net.module if hasattr(net, "module") else net
     total = torch.zeros(2, device=device)
-    sdr = torch.zeros(2, len(SOURCES), device=device, dtype=torch.float64)      # sums, counts
+    sdr = torch.zeros(2, model.n_sources, device=device, dtype=torch.float64)    # sums, counts
     indices = list(range(len(valid)))[dist.get_rank() if world > 1 else 0::world]
     for start in range(0, len(indices), cfg["batch_size"]):
         sources = torch.stack([valid[i] for i in indices[start:start + cfg["batch_size"]]]).to(device)
@@ -42,7 +42,7 @@ def validate(net, valid: ValidationSet, spec: dict, cfg: dict, device: torch.dev
     if world > 1:
         dist.all_reduce(total)
         dist.all_reduce(sdr)
-    per_source = {f"{FAST_SDR}_{name}": float(s / n) for name, s, n in zip(SOURCES, *sdr) if n > 0}
+    per_source = {f"{FAST_SDR}_{name}": float(s / n) for name, s, n in zip(model.sources, *sdr) if n > 0}
     scores = {FAST_SDR: sum(per_source.values()) / len(per_source)} if per_source else {}
     return float(total[0] / total[1].clamp_min(1)), scores | per_source
 
@@ -53,11 +53,18 @@ def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmedian(values, axis=axis)
 
 
+def sdr_targets(sources) -> tuple[str, ...]:
+    """The targets of a separation into ``sources`` in the order the SDR
+    validation reports them: :data:`TARGETS` for MUSDB18's four, else
+    :func:`musicsep.targets_of`."""
+    return TARGETS if tuple(sources) == SOURCES else targets_of(sources)
+
+
 def track_sdr(shard: str, separator) -> np.ndarray:
     """One validation track's median over frames of BSS Eval SDR per target
-    (:data:`TARGETS` order): the shard's mixture separated by ``separator``
+    (:func:`sdr_targets` of the separator's sources): the shard's mixture separated by ``separator``
     (a :class:`musicsep.separate.separator.Separator`), scored against the
-    shard's sources (accompaniment: their sum, as musdb's) in float64 with
+    shard's sources (accompaniment: the sum of all but the vocals, as musdb's) in float64 with
     :func:`musicsep.evaluate.bsseval.sdr`, 1 s windows and hops at the
     shard's rate, grouped as museval groups them
     (:func:`musicsep.evaluate.track.museval_groups`). NaN
@@ -67,15 +74,23 @@ def track_sdr(shard: str, separator) -> np.ndarray:
     refuses to score, is NaN throughout."""
     from musicsep.data.shard import Shard
     from musicsep.evaluate.bsseval import SilentSource, sdr
-    from musicsep.evaluate.track import accompaniment, museval_groups
+    from musicsep.evaluate.track import museval_groups
+    from musicsep.separate.stems import accompaniment_sources
 
     with Shard(shard) as sh:
-        mixture, sources, rate = sh.mixture(), sh.sources(), sh.sample_rate
-    references = {s: audio.T.astype(np.float64) for s, audio in zip(SOURCES, sources)}
-    references["accompaniment"] = accompaniment(references)
+        mixture, sources, rate, names = sh.mixture(), sh.sources(), sh.sample_rate, sh.source_names
+    model_sources = tuple(getattr(separator, "sources", SOURCES))
+    if names != model_sources:
+        raise MusicsepError(f"{shard}: its sources ({', '.join(names)}) are not the model's "
+                            f"({', '.join(model_sources)})")
+    targets = sdr_targets(names)
+    references = {s: audio.T.astype(np.float64) for s, audio in zip(names, sources)}
+    summed = accompaniment_sources(names)
+    if summed:                               # musdb's sum, in its order (np.sum over the stacked sources)
+        references["accompaniment"] = np.sum(np.array([references[name] for name in summed]), axis=0)
     estimates = separator.separate(mixture)
     medians = {}
-    for group, kept in museval_groups(TARGETS):
+    for group, kept in museval_groups(targets):
         try:
             frames = sdr(np.stack([references[t] for t in group]),
                          np.stack([estimates[t].T for t in group]).astype(np.float64), rate, rate)
@@ -83,7 +98,7 @@ def track_sdr(shard: str, separator) -> np.ndarray:
             frames = np.full((len(group), 1), np.nan)
         frames[np.isinf(frames)] = np.nan
         medians |= {t: m for t, m in zip(group, _nanmedian(frames, 1)) if t in kept}
-    return np.array([medians[t] for t in TARGETS])
+    return np.array([medians[t] for t in targets])
 
 
 @torch.no_grad()
@@ -92,7 +107,7 @@ def validate_sdr(model, shards: list[str], separation: dict, device: torch.devic
     """BSS Eval SDR of ``model``'s separation of whole validation tracks:
     :func:`track_sdr` of each track (the tracks shared out among the ranks),
     then the median over tracks per target (tracks NaN for a target left
-    out), as ``sdr/{target}``, and ``sdr``, the mean of the four sources'
+    out), as ``sdr/{target}``, and ``sdr``, the mean of the model's sources'
     medians (accompaniment, their sum, is reported but not averaged in).
     Targets NaN on every track are left out. ``separation``: the
     :class:`~musicsep.separate.separator.Separator`'s settings (the
@@ -100,7 +115,8 @@ def validate_sdr(model, shards: list[str], separation: dict, device: torch.devic
     from musicsep.separate.separator import Separator
 
     separator = Separator(model, device=device, **separation)
-    scores = np.full((len(shards), len(TARGETS)), np.nan)
+    targets = sdr_targets(model.sources)
+    scores = np.full((len(shards), len(targets)), np.nan)
     for t in range(rank, len(shards), world):
         scores[t] = track_sdr(shards[t], separator)
     if world > 1:                                         # each track is one rank's: sum values and flags
@@ -108,9 +124,9 @@ def validate_sdr(model, shards: list[str], separation: dict, device: torch.devic
         dist.all_reduce(both)
         both = both.cpu().numpy()
         scores = np.where(both[1] > 0, both[0], np.nan)
-    medians = dict(zip(TARGETS, _nanmedian(scores, 0).tolist()))
+    medians = dict(zip(targets, _nanmedian(scores, 0).tolist()))
     out = {f"sdr/{t}": v for t, v in medians.items() if not np.isnan(v)}
-    sources = [medians[s] for s in SOURCES if f"sdr/{s}" in out]
+    sources = [medians[s] for s in model.sources if f"sdr/{s}" in out]
     return ({"sdr": float(np.mean(sources))} if sources else {}) | out
 
 
@@ -165,6 +181,6 @@ def log_media(writer, model, valid: ValidationSet, device: torch.device, step: i
     masks = model.masks(spec.abs())[0]                              # (sources, freq, frames)
     estimates = model.features.istft(masks * spec, mixture.shape[-1])
     writer.add_audio("mixture", mixture[0].float().cpu(), step, sample_rate=valid.sample_rate)
-    for name, mask, audio in zip(SOURCES, masks, estimates):
+    for name, mask, audio in zip(model.sources, masks, estimates):
         writer.add_audio(f"estimate/{name}", audio.float().cpu(), step, sample_rate=valid.sample_rate)
         writer.add_image(f"mask/{name}", mask.flip(0).float().cpu()[None], step)
