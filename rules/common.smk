@@ -8,12 +8,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 try:
-    from musicsep import ORACLES, SOURCES, TARGETS, MusicsepError, oracle_system
+    from musicsep import ORACLES, MusicsepError, oracle_system, targets_of
+    from musicsep.evaluate import ordered_targets
     from musicsep.models.registry import MODELS
     from musicsep.report import EXCERPT_SECONDS
     from musicsep.workflow.check import WORKFLOW_CONFIGFILE, check_workflow, read_source
     from musicsep.workflow.grid import seed_groups
-    from musicsep.workflow.plan import check_container, check_stages, requested, use_this_python
+    from musicsep.workflow.plan import check_container, use_this_python
 except ImportError as err:
     raise WorkflowError(
         f"the musicsep package cannot be imported ({err}); run `make setup` "
@@ -49,12 +50,9 @@ except MusicsepError as err:
     config_error(err)
 config.update(CHECKED.config)
 PLAN, SPECS = CHECKED.plan, CHECKED.specs
-# sources other than MUSDB18's: the data stages only, for now (the command line's targets)
-if PLAN.sources != SOURCES and (ASKED := requested(sys.argv[1:])) is not None:
-    try:
-        check_stages(PLAN.sources, config["results"], *ASKED)
-    except MusicsepError as err:
-        config_error(err)
+# what separation writes and evaluation scores ({target}.wav): the dataset's sources and, with
+# vocals, the accompaniment, in the tables' order (MUSDB18's: musicsep.TARGETS)
+TARGETS = tuple(ordered_targets(targets_of(PLAN.sources)))
 # experiments that differ only by training.seed: summarised together (mean and spread)
 SEED_GROUPS = seed_groups(SPECS)
 # checked now, reported as an error when jobs are about to run (onstart),

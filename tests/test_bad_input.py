@@ -448,9 +448,6 @@ WORKFLOW = [    # id, the config file layered over the toy's (and files it names
      "bad.yaml: experiments.dpcl.model_args.dimm: unknown argument of deep_clustering"),
     ("workflow-duplicate-sources", lambda t: text(t / "bad.yaml", "dataset:\n  sources: [bass, bass]\n"),
      "bad.yaml: config key dataset.sources: ['bass', 'bass'] has non-unique elements"),
-    ("workflow-other-sources-to-train", lambda t: text(t / "bad.yaml", f"dataset:\n  sources: {SIX}\n"
-                                                                       "  toy: {format: moisesdb}\n"),
-     "dataset.sources: vocals, drums, bass, guitar, piano, other: training, separation and evaluation"),
     ("workflow-other-sources-of-musdb", lambda t: text(t / "bad.yaml", f"dataset:\n  sources: {SIX}\n"),
      "bad.yaml: dataset.sources: vocals, drums, bass, guitar, piano, other: the toy of dataset.toy.format stems"),
 ]

@@ -221,19 +221,26 @@ def test_six_source_toy_through_index_shard_tracks_stats(tmp_path, fmt):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_workflow_runs_the_data_stages_only_for_other_sources():
-    from musicsep.workflow.plan import check_stages, requested
+@pytest.mark.workflow
+def test_workflow_plans_every_stage_for_other_sources(tmp_path):
+    """A dry run of config/stems-demo.yaml: every stage, each per-target file
+    list the six sources and the accompaniment."""
+    from conftest import ROOT, job_counts, snakemake
 
-    six = tuple(SIX)
-    check_stages(SOURCES, "results", [], [])        # MUSDB18's: anything goes
-    check_stages(six, "res", ["res/data/summary.md", "res/data/shards/a.h5"], [])
-    check_stages(six, "res", [], ["shard", "tracks"])
-    for targets, rules in [([], []), (["res/summary.md"], []), (["res/data/summary.md", "train"], []),
-                           ([], ["train"]), (["elsewhere/data/tracks.tsv"], [])]:
-        with pytest.raises(MusicsepError, match="^dataset.sources: vocals, drums"):
-            check_stages(six, "res", targets, rules)
-    assert requested(["-n", "res/data/summary.md", "--configfile", "a.yaml", "b.yaml"]) == (
-        ["res/data/summary.md"], [])
+    configs = (ROOT / "config" / "config.yaml", ROOT / "config" / "stems-demo.yaml")
+    proc = snakemake(tmp_path, "-n", configfiles=configs)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert counts["toy_stems"] == 1 and counts["shard"] == 6 and counts["train"] == 3
+    assert counts["separate"] == 3 * 2 and counts["oracle"] == 5 * 2 and counts["evaluate"] == 8 * 2
+    assert counts["aggregate"] == counts["plot_scores"] == 1
+    targets = [*SIX, "accompaniment"]
+    for folder in ("estimates/baseline/", "estimates/oracle_irm1/"):    # rules separate and oracle
+        outputs = [line for line in proc.stdout.splitlines() if line.strip().startswith("output:") and folder in line]
+        assert len(outputs) == 2, outputs
+        for line in outputs:
+            assert sorted(w.split("/")[-1].rstrip(",") for w in line.split()[1:]) == sorted(f"{t}.wav" for t in targets)
+    assert not (tmp_path / "results").exists(), "a dry run wrote results"
 
 
 def test_plan_of_a_stems_dataset(tmp_path):
@@ -254,20 +261,51 @@ def test_plan_of_a_stems_dataset(tmp_path):
 
 @pytest.mark.workflow
 @pytest.mark.slow
-def test_stems_demo_runs_the_data_stages(tmp_path):
-    """The README's command: config/stems-demo.yaml's six-source toy through
-    the data stages (toy, shards, tracks.tsv, stats, summary); the default
-    target stops at parse time, naming dataset.sources."""
+def test_stems_demo_runs_the_whole_workflow(tmp_path):
+    """The README's commands: config/stems-demo.yaml's six-source toy through
+    the data stages (toy, shards, tracks.tsv, stats, summary), then the whole
+    workflow: three tiny models of six sources, the oracles, the evaluation of
+    seven targets, the summary and the figures."""
     from conftest import ROOT, snakemake
+
+    from musicsep.models.checkpoint import load_model
 
     configs = (ROOT / "config" / "config.yaml", ROOT / "config" / "stems-demo.yaml")
     proc = snakemake(tmp_path, "results/stems-demo/data/summary.md", configfiles=configs)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    data = tmp_path / "results" / "stems-demo" / "data"
+    results = tmp_path / "results" / "stems-demo"
+    data = results / "data"
     assert "| train | 3 |" in (data / "summary.md").read_text()
     shards = sorted((data / "shards").glob("*.h5"))
     assert len(shards) == 6
     with Shard(shards[0]) as shard:
         assert shard.source_names == tuple(SIX)
-    refused = snakemake(tmp_path, "-n", configfiles=configs)
-    assert refused.returncode == 1 and refused.stderr.strip().splitlines()[-1].startswith("dataset.sources: vocals")
+    assert not (results / "models").exists()
+
+    proc = snakemake(tmp_path, configfiles=configs, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    targets = [*SIX, "accompaniment"]
+    systems = ["baseline", "centroids", "dpcl", "oracle_mix", "oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
+    for exp in systems[:3]:
+        model, _ = load_model(results / "models" / exp / "model.pt")
+        assert model.sources == tuple(SIX)
+    slugs = sorted(p.stem for p in (results / "scores" / "baseline").glob("*.json"))
+    assert len(slugs) == 2
+    for system in systems:
+        for slug in slugs:
+            assert sorted(p.name for p in (results / "estimates" / system / slug).iterdir()) == \
+                sorted(f"{t}.wav" for t in targets), (system, slug)
+    scores = pd.read_csv(results / "scores.csv")
+    assert set(scores["system"]) == set(systems) and set(scores["target"]) == set(targets)
+    assert scores.groupby(["system", "target"])["track"].nunique().eq(2).all()
+    summary = (results / "summary.md").read_text()
+    assert "| system | tracks | vocals | drums | bass | other | guitar | piano | accompaniment |" in summary
+    assert "6 sources (median)" in summary and "### baseline" in summary
+    medians = pd.read_csv(results / "medians.csv", keep_default_na=False)
+    assert {"sources", *targets} == set(medians.loc[medians["metric"] == "share", "target"])
+    irm1 = medians[(medians["system"] == "oracle_irm1") & (medians["metric"] == "SDR")].set_index("target")["median"]
+    mix = medians[(medians["system"] == "oracle_mix") & (medians["metric"] == "SDR")].set_index("target")["median"]
+    assert (irm1[SIX] > mix[SIX]).all(), (irm1, mix)      # the ideal masks separate the six sources
+    for figure in ("sdr_boxplots.svg", "sdr_heatmap.svg"):
+        svg = (results / "plots" / "scores" / figure).read_text()
+        assert all(svg.count(f">{t}</text>") == 1 for t in targets), figure

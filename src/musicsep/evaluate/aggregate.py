@@ -26,12 +26,11 @@ import pandas as pd
 
 from musicsep import (
     MIXTURE_SYSTEM,
-    SOURCES,
-    TARGETS,
     MusicsepError,
     oracle_system,
     system_label,
 )
+from musicsep.evaluate import ACCOMPANIMENT_TARGET, ordered_targets
 from musicsep.evaluate.groups import seed_lines
 from musicsep.evaluate.published import sort_published
 from musicsep.evaluate.track import METRICS
@@ -45,7 +44,8 @@ MEDIAN_COLUMNS: list[str] = ["system", "target", "metric", "median", "source"]
 SHARE = "share"
 """The metric of medians.csv's rows of the share of the oracle's improvement."""
 FOUR_SOURCES = "sources"
-"""The target of medians.csv's rows of the share's median over the four sources."""
+"""The target of medians.csv's rows of the share's median over all sources
+(MUSDB18's four, or the dataset's: every target but the accompaniment)."""
 
 
 SUBSET_DIRS = frozenset({"test", "train", "valid"})
@@ -165,9 +165,15 @@ def _reference(systems: Iterable[str], names: Sequence[str]) -> str | None:
     return next((name for name in systems if name.lower() in names), None)
 
 
-def _ordered_targets(targets: Iterable[str]) -> list[str]:
-    targets = set(targets)
-    return [t for t in TARGETS if t in targets] + sorted(targets - set(TARGETS))
+def source_targets(targets: Iterable[str]) -> list[str]:
+    """The sources among ``targets`` (all but the accompaniment and the
+    :data:`FOUR_SOURCES` row), in the tables' order: what the median over
+    all sources is taken over."""
+    return [t for t in ordered_targets(targets) if t not in (ACCOMPANIMENT_TARGET, FOUR_SOURCES)]
+
+
+def _listed(names: Sequence[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def _fmt(value: float, spec: str = ".2f") -> str:
@@ -180,13 +186,15 @@ def _fmt(value: float, spec: str = ".2f") -> str:
 def improvement_shares(medians: pd.Series, groups: Iterable[Sequence[str]]) -> pd.Series:
     """The share of the oracle's improvement, ``(SDR - SDR_mixture) /
     (SDR_IRM1 - SDR_mixture)`` of the median SDRs, per (system, target), and
-    its median over the four sources (target :data:`FOUR_SOURCES`; NaN unless
-    all four have one). Each group of systems (ours; the published ones) is
+    its median over all sources (target :data:`FOUR_SOURCES`: every target
+    but the accompaniment, :func:`source_targets`, MUSDB18's four for MUSDB18;
+    NaN unless all have one). Each group of systems (ours; the published ones) is
     measured against its own mixture and IRM1 (:data:`MIXTURE_NAMES`,
     :data:`IRM1_NAMES`) and left out without them; NaN where the IRM1 is no
     better than the mixture."""
     sdr = medians.xs("SDR", level="metric") if len(medians) else pd.Series(dtype=float)
-    targets = _ordered_targets(sdr.index.get_level_values("target"))
+    targets = ordered_targets(sdr.index.get_level_values("target"))
+    sources = source_targets(targets)
     rows = {}
     for group in groups:
         mixture, irm1 = _reference(group, MIXTURE_NAMES), _reference(group, IRM1_NAMES)
@@ -197,8 +205,9 @@ def improvement_shares(medians: pd.Series, groups: Iterable[Sequence[str]]) -> p
             for target in targets:
                 value, low, high = (sdr.get((s, target), math.nan) for s in (name, mixture, irm1))
                 shares[target] = (value - low) / (high - low) if high - low > 0 else math.nan
-            four = [shares.get(s, math.nan) for s in SOURCES]
-            shares[FOUR_SOURCES] = math.nan if any(map(math.isnan, four)) else statistics.median(four)
+            every = [shares.get(s, math.nan) for s in sources]
+            shares[FOUR_SOURCES] = math.nan if not every or any(map(math.isnan, every)) \
+                else statistics.median(every)
             rows.update({(name, target): share for target, share in shares.items()})
     index = pd.MultiIndex.from_tuples(list(rows), names=["system", "target"])
     return pd.Series(list(rows.values()), index=index, dtype=float, name=SHARE)
@@ -227,7 +236,7 @@ def summary_markdown(table: pd.DataFrame, published: Mapping[str, str] | Iterabl
     named, scored = dict.fromkeys(medians.index.get_level_values("system")), dict.fromkeys(table["system"])
     ours, theirs = system_order(n for n in named if n not in sources), system_order(n for n in named if n in sources)
     systems = ours + theirs
-    targets = _ordered_targets(medians.index.get_level_values("target"))
+    targets = ordered_targets(medians.index.get_level_values("target"))
 
     def label(name):
         return f"{name} (published)" if name in sources else system_label(name)
@@ -254,7 +263,8 @@ def summary_markdown(table: pd.DataFrame, published: Mapping[str, str] | Iterabl
         lines += [(f"Note: the systems were scored on different tracks ({len(common)} in common); "
                    "their medians are over different sets and compare only roughly."), ""]
     lines += _share_lines(medians, ours, theirs, label)
-    lines += seed_lines(medians, improvement_shares(medians, [ours]), seeds or {}, targets, FOUR_SOURCES, label)
+    lines += seed_lines(medians, improvement_shares(medians, [ours]), seeds or {}, targets, FOUR_SOURCES, label,
+                        sources=source_targets(targets))
     if theirs:
         lines += ["## Published results", "",
                   ("Not ours: scores as their authors or SiSEC 2018 published them, never mixed into our "
@@ -272,35 +282,37 @@ def _share_lines(medians: pd.Series, ours: list[str], theirs: list[str], label) 
     if not len(shares):
         return lines + [(f"Needs the mixture (oracle `mix`, `{MIXTURE_SYSTEM}`) and IRM1 (oracle `irm1`) among "
                          "the systems (`evaluation.oracles`)."), ""]
-    targets = [t for t in _ordered_targets(shares.index.get_level_values("target")) if t != FOUR_SOURCES]
-    lines += ["| system | " + " | ".join(targets) + " | 4 sources (median) |", "|---|" + "---:|" * (len(targets) + 1)]
+    targets = [t for t in ordered_targets(shares.index.get_level_values("target")) if t != FOUR_SOURCES]
+    sources = source_targets(targets)
+    every = f"{len(sources)} sources (median)"
+    lines += ["| system | " + " | ".join(targets) + f" | {every} |", "|---|" + "---:|" * (len(targets) + 1)]
     for name in ours + theirs:
         cells = [shares.get((name, t), math.nan) for t in targets + [FOUR_SOURCES]]
         lines.append(f"| {label(name)} | " + " | ".join(map(_fmt, cells)) + " |")
     lines += ["", ("Share of the oracle's improvement: (SDR − SDR of the mixture) / (SDR of IRM1 − SDR of the "
                    "mixture), of the median SDRs above, per target (0: no better than the unprocessed mixture; 1: "
-                   "as good as the ideal ratio mask), and its median over vocals, drums, bass and other; "
+                   f"as good as the ideal ratio mask), and its median over {_listed(sources)}; "
                    "published systems are measured against the published MIX and IRM1 (SiSEC 2018's), and left "
                    "blank (–) without them."), ""]
     for model in [name for name in ours if not is_oracle(name)]:
         lines += [f"### {model}", "", f"| target | {model} SDR | mixture SDR | IRM1 SDR | share |",
                   "|---|---:|---:|---:|---:|"]
         for target in targets + [FOUR_SOURCES]:
-            sdr = [_source_median(medians, name, target) for name in (model, mixture, irm1)]
-            lines.append(f"| {'4 sources (median)' if target == FOUR_SOURCES else target} | "
+            sdr = [_source_median(medians, name, target, sources) for name in (model, mixture, irm1)]
+            lines.append(f"| {every if target == FOUR_SOURCES else target} | "
                          + " | ".join(map(_fmt, sdr + [shares.get((model, target), math.nan)])) + " |")
         lines.append("")
     return lines
 
 
-def _source_median(medians: pd.Series, name: str | None, target: str) -> float:
-    """A system's median SDR of ``target``; of :data:`FOUR_SOURCES`: the median of the four sources'."""
+def _source_median(medians: pd.Series, name: str | None, target: str, sources: Sequence[str]) -> float:
+    """A system's median SDR of ``target``; of :data:`FOUR_SOURCES`: the median of the ``sources``'."""
     if name is None:
         return math.nan
     if target != FOUR_SOURCES:
         return medians.get((name, target, "SDR"), math.nan)
-    four = [medians.get((name, s, "SDR"), math.nan) for s in SOURCES]
-    return math.nan if any(map(math.isnan, four)) else statistics.median(four)
+    every = [medians.get((name, s, "SDR"), math.nan) for s in sources]
+    return math.nan if not every or any(map(math.isnan, every)) else statistics.median(every)
 
 
 def _silent_lines(table: pd.DataFrame, systems: list[str], label) -> list[str]:
@@ -341,7 +353,7 @@ def aggregate(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike,
     and, if asked, the Markdown summary to ``summary_md`` and the medians it
     rounds to ``medians_csv`` (:data:`MEDIAN_COLUMNS`: floats in their
     shortest round-trip form, NaN where every frame was NaN; the share of the
-    oracle's improvement as metric :data:`SHARE`, its median over the four
+    oracle's improvement as metric :data:`SHARE`, its median over all
     sources as target :data:`FOUR_SOURCES`; ``source`` empty for ours, the
     reference of a published system). Returns the tidy table of frames;
     :func:`median_scores` of it is what the field reports. ``track_names``

@@ -36,10 +36,11 @@ def _mean_spread(values: list[float]) -> str:
 
 
 def seed_lines(medians: pd.Series, shares: pd.Series, groups: Mapping[str, Sequence[str]],
-               targets: Sequence[str], four: str, label: Callable[[str], str]) -> list[str]:
+               targets: Sequence[str], four: str, label: Callable[[str], str],
+               sources: Sequence[str] = SOURCES) -> list[str]:
     """The summary's section on the seed groups: per group and target, the
     mean ± standard deviation over its runs of the median SDR, then of the
-    share (``four``: the median over the four sources)."""
+    share (``four``: the median over all ``sources``, MUSDB18's four by default)."""
     if not groups:
         return []
     scored = set(medians.index.get_level_values("system"))
@@ -53,8 +54,8 @@ def seed_lines(medians: pd.Series, shares: pd.Series, groups: Mapping[str, Seque
     for title, cell, columns in [
             ("median SDR (dB)", lambda m, t: medians.get((m, t, "SDR"), math.nan), list(targets)),
             ("share of the oracle's improvement", lambda m, t: shares.get((m, t), math.nan),
-             [t for t in targets if t in SOURCES] + [four])]:
-        names = ["4 sources (median)" if t == four else t for t in columns]
+             [t for t in targets if t in sources] + [four])]:
+        names = [f"{len(sources)} sources (median)" if t == four else t for t in columns]
         lines += [f"**{title}**", "", "| setting | runs | " + " | ".join(names) + " |",
                   "|---|---|" + "---:|" * len(columns)]
         for name, members in groups.items():

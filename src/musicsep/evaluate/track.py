@@ -1,8 +1,9 @@
 """BSS Eval v4 scores of one track, as museval's ``eval_mus_track`` computes them.
 
 ``evaluate_track`` is ``eval_mus_track`` without the musdb track object: the
-same grouping of targets (the four sources evaluated together; vocals and
-accompaniment evaluated as their own pair when both are estimated), 1 s
+same grouping of targets (the sources evaluated together, MUSDB18's four or
+any others a shard names; vocals and accompaniment evaluated as their own
+pair when both are estimated), 1 s
 windows and hops, the same JSON (museval's ``TrackStore``). The metrics come
 from an engine: ``bsseval`` (default, :mod:`musicsep.evaluate.bsseval`: the
 same numbers, many times faster) or ``museval`` (``museval.evaluate``, the
@@ -44,9 +45,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError
+from musicsep import ACCOMPANIMENT, TARGETS, MusicsepError, targets_of
 from musicsep.data.shard import Shard
-from musicsep.evaluate import ENGINES, bsseval
+from musicsep.evaluate import ACCOMPANIMENT_TARGET, ENGINES, bsseval, ordered_targets
 from musicsep.io import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
@@ -55,34 +56,42 @@ METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
 
 
 def accompaniment(sources: Mapping[str, np.ndarray]) -> np.ndarray:
-    """bass + drums + other, summed as musdb mixes its ``accompaniment`` target
-    (same order, same dtype), so the reference is bit-identical to musdb's."""
-    return np.sum(np.array([sources[name] for name in ACCOMPANIMENT]), axis=0)
+    """Every source but vocals, summed: MUSDB18's bass + drums + other as musdb
+    mixes its ``accompaniment`` target (same order, same dtype), so the
+    reference is bit-identical to musdb's; other sources in their order."""
+    names = [name for name in sources if name not in ("vocals", ACCOMPANIMENT_TARGET)]
+    if set(names) == set(ACCOMPANIMENT):
+        names = list(ACCOMPANIMENT)
+    return np.sum(np.array([sources[name] for name in names]), axis=0)
 
 
 def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndarray],
            targets: Sequence[str] | None, where: str, files: Mapping[str, str | os.PathLike]
            ) -> tuple[list[str], dict[str, np.ndarray]]:
-    """The targets to score, in :data:`TARGETS` order, and their estimates
-    fitted to the references' length as museval fits them."""
+    """The targets to score, in the tables' order (:func:`ordered_targets`:
+    :data:`TARGETS` for MUSDB18's), and their estimates fitted to the
+    references' length as museval fits them. A target is known when it is
+    MUSDB18's or has a reference."""
     def est(target):
         return f"estimate '{target}'" + (f" ({files[target]})" if target in files else "")
 
-    unknown = sorted(set(estimates) - set(TARGETS))
+    known = ordered_targets([*TARGETS, *references]) if set(references) <= set(TARGETS) \
+        else ordered_targets(references)
+    unknown = sorted(set(estimates) - set(known))
     if unknown:
         raise MusicsepError(f"{where}: unknown target(s) {', '.join(map(repr, unknown))}; "
-                            f"expected some of {', '.join(TARGETS)}")
+                            f"expected some of {', '.join(known)}")
     if targets is None:
-        targets = [t for t in TARGETS if t in estimates]
+        targets = ordered_targets(t for t in known if t in estimates)
     else:
-        bad = [t for t in targets if t not in TARGETS]
+        bad = [t for t in targets if t not in known]
         if bad:
             raise MusicsepError(f"{where}: unknown target(s) {', '.join(map(repr, bad))}; "
-                                f"expected some of {', '.join(TARGETS)}")
+                                f"expected some of {', '.join(known)}")
         missing = [t for t in targets if t not in estimates]
         if missing:
             raise MusicsepError(f"{where}: missing estimate for target(s) {', '.join(map(repr, missing))}")
-        targets = [t for t in TARGETS if t in targets]
+        targets = ordered_targets(t for t in known if t in targets)
     missing = [t for t in targets if t not in references]
     if missing:
         raise MusicsepError(f"{where}: no reference for target(s) {', '.join(map(repr, missing))}")
@@ -124,10 +133,10 @@ def _check(references: Mapping[str, np.ndarray], estimates: Mapping[str, np.ndar
 
 def museval_groups(targets: Sequence[str]) -> list[tuple[list[str], list[str]]]:
     """museval's evaluation groups of ``eval_mus_track`` for ``targets``
-    (:data:`TARGETS` order): ``(scored together, kept from that group)``.
-    Vocals and accompaniment are their own pair when both are there; the
-    other targets (vocals included) are scored together, and give all but
-    vocals when the pair gives it."""
+    (:func:`ordered_targets` order; any sources): ``(scored together, kept
+    from that group)``. Vocals and accompaniment are their own pair when both
+    are there; the other targets (vocals included) are scored together, and
+    give all but vocals when the pair gives it."""
     has_acc = "vocals" in targets and "accompaniment" in targets
     groups = []
     rest = [t for t in targets if t != "accompaniment"] if has_acc else list(targets)
@@ -146,8 +155,8 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
     """Score a track's estimates with BSS Eval v4 as museval's
     ``eval_mus_track`` does and write museval's JSON to ``out_json``.
 
-    ``references`` and ``estimates`` map target names (vocals, drums, bass,
-    other, accompaniment) to arrays of shape ``(samples, channels)``;
+    ``references`` and ``estimates`` map target names (MUSDB18's vocals, drums,
+    bass, other, accompaniment, or any sources and their accompaniment) to arrays of shape ``(samples, channels)``;
     ``targets`` (default: every estimated one) are evaluated, each needing a
     reference. Channel counts must match the references'.
     ``win`` and ``hop`` are in seconds (SiSEC 2018: 1 and 1).
@@ -236,15 +245,18 @@ def evaluate_track(references: Mapping[str, np.ndarray], estimates: Mapping[str,
 
 
 def read_shard_references(shard: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, str]:
-    """References of a shard as float64 ``(samples, channels)`` arrays (the
-    four sources and musdb's accompaniment), their rate and the track's name.
+    """References of a shard as float64 ``(samples, channels)`` arrays (its
+    sources, :attr:`~musicsep.data.shard.Shard.source_names`, and, with vocals
+    among two or more, the accompaniment: :func:`musicsep.targets_of`), their
+    rate and the track's name.
     They are musdb's own (:meth:`musicsep.data.shard.Shard.references`: the
     source rate, stereo, whatever the models' rate and channels), in float64
     as musdb hands them to museval, the accompaniment summed as musdb sums it."""
     with Shard(shard) as sh:
-        sources, rate, name = sh.references(), sh.reference_rate, sh.name
-    refs = {s: audio.T.astype(np.float64) for s, audio in zip(SOURCES, sources)}
-    refs["accompaniment"] = accompaniment(refs)
+        sources, rate, name, names = sh.references(), sh.reference_rate, sh.name, sh.source_names
+    refs = {s: audio.T.astype(np.float64) for s, audio in zip(names, sources)}
+    if ACCOMPANIMENT_TARGET in targets_of(names):
+        refs[ACCOMPANIMENT_TARGET] = accompaniment(refs)
     return refs, rate, name
 
 
@@ -274,29 +286,37 @@ def to_reference(audio: np.ndarray, rate: int, reference_rate: int,
 
 def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] | None = None, *,
                    shard: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict[str, Path]]:
-    """``{target}.wav`` estimates in ``folder`` (all of :data:`TARGETS` that
-    exist, or exactly ``targets``), read as float32 and returned as float64
+    """``{target}.wav`` estimates in ``folder`` (all of the targets that exist,
+    or exactly ``targets``), read as float32 and returned as float64
     ``(samples, channels)`` arrays, with their paths. Each must be at
     ``rate``, or, with ``shard`` (whose references are at ``rate``), in the
     format of the shard's audio, what its models separate: estimates at its
     rate and with its channels, where these differ from its references', are
     brought to the references (:func:`to_reference`), and what was done is
-    logged."""
+    logged. The targets are the shard's (:func:`musicsep.targets_of` its
+    sources; without ``shard``, :data:`TARGETS`); another ``*.wav`` in
+    ``folder`` is refused, naming it and them."""
     import soundfile
 
     folder = Path(folder)
     if not folder.is_dir():
         raise MusicsepError(f"{folder}: estimates folder does not exist")
-    wanted = list(targets) if targets else list(TARGETS)
-    bad = [t for t in wanted if t not in TARGETS]
-    if bad:
-        raise MusicsepError(f"unknown target(s) {', '.join(map(repr, bad))}; expected some of {', '.join(TARGETS)}")
     model = shape = None
+    known = TARGETS
     if shard is not None:
         with Shard(shard) as sh:
             channels, samples = sh.reference_shape
+            known = tuple(ordered_targets(targets_of(sh.source_names)))
             if (sh.sample_rate, sh.channels) != (rate, channels):
                 model, shape = (sh.sample_rate, sh.channels), (samples, channels)
+    wanted = list(targets) if targets else list(known)
+    bad = [t for t in wanted if t not in known]
+    if bad:
+        raise MusicsepError(f"unknown target(s) {', '.join(map(repr, bad))}; expected some of {', '.join(known)}")
+    extra = sorted(p.name for p in folder.glob("*.wav") if p.stem not in known)
+    if extra:
+        raise MusicsepError(f"{folder}: estimate(s) of no target: {', '.join(extra)} (the targets"
+                            f"{' of ' + str(shard) if shard is not None else ''}: {', '.join(known)})")
     estimates, files, converted = {}, {}, []
     for target in wanted:
         path = folder / f"{target}.wav"
@@ -317,7 +337,11 @@ def read_estimates(folder: str | os.PathLike, rate: int, targets: Sequence[str] 
             raise MusicsepError(f"{path}: sample rate {file_rate} Hz, the references' {rate} Hz{also}")
         estimates[target], files[target] = audio, path
     if not estimates:
-        raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in TARGETS)})")
+        raise MusicsepError(f"{folder}: no estimates ({', '.join(t + '.wav' for t in known)})")
+    absent = [t for t in known if t not in estimates]
+    if absent and not targets:
+        log.warning("%s: no estimate of %s (%s): scoring the others", folder, ", ".join(absent),
+                    ", ".join(f"{t}.wav" for t in absent))
     if converted:
         log.info("%s: %s at the shard's %d Hz, %d channel(s), as its models separate: %s, as its references",
                  folder, ", ".join(converted), *model, ", ".join(done))

@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 
 import pandas as pd
 
-from musicsep import MIXTURE_SYSTEM, ORACLES, TARGETS
+from musicsep import MIXTURE_SYSTEM, ORACLES
+from musicsep.evaluate import ordered_targets
 from musicsep.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-SOURCE_COLOURS = {"drums": "#1f77b4", "bass": "#2ca02c", "other": "#ff7f0e", "vocals": "#d62728"}
+EXTRA_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#7f7f7f", "#393b79", "#637939")
+"""Colours of sources other than MUSDB18's (matplotlib's tab10 without the four, then darker ones)."""
+
+
+class SourceColours(dict):
+    """A source's colour: MUSDB18's four (and MoisesDB's guitar and piano) fixed,
+    any other name one of :data:`EXTRA_COLOURS` by a stable hash of it (the same
+    in every run); :func:`source_colours` gives a set of names distinct ones."""
+
+    def __missing__(self, name: str) -> str:
+        return EXTRA_COLOURS[zlib.crc32(str(name).encode()) % len(EXTRA_COLOURS)]
+
+
+SOURCE_COLOURS = SourceColours({"drums": "#1f77b4", "bass": "#2ca02c", "other": "#ff7f0e", "vocals": "#d62728",
+                                "guitar": "#9467bd", "piano": "#8c564b", "accompaniment": "#17becf"})
+
+
+def source_colours(names) -> dict[str, str]:
+    """Distinct colours for ``names``: the fixed ones of :data:`SOURCE_COLOURS`,
+    then unused :data:`EXTRA_COLOURS` in the order given (hashed past them)."""
+    names = list(dict.fromkeys(names))
+    colours = {n: dict.__getitem__(SOURCE_COLOURS, n) for n in names if n in SOURCE_COLOURS}
+    free = [c for c in EXTRA_COLOURS if c not in colours.values()]
+    for name in (n for n in names if n not in colours):
+        colours[name] = free.pop(0) if free else SOURCE_COLOURS[name]
+    return colours
 
 
 REFERENCE = "reference"
@@ -86,5 +113,7 @@ def system_order(systems) -> list[str]:
 
 
 def targets_of(table: pd.DataFrame) -> list[str]:
-    present = set(table["target"])
-    return [t for t in TARGETS if t in present] + sorted(present - set(TARGETS))
+    """The targets of a score table in the tables' order
+    (:func:`musicsep.evaluate.ordered_targets`: MUSDB18's first, any others in
+    the table's order, the accompaniment last)."""
+    return ordered_targets(table["target"])

@@ -97,11 +97,20 @@ def _time_unit(seconds: float) -> tuple[float, str]:
     return (3600.0, "hours") if seconds > 7200 else (60.0, "minutes") if seconds > 120 else (1.0, "seconds")
 
 
+def _sources_counted(frames: dict[str, pd.DataFrame]) -> str:
+    """``4 sources``: how many sources the runs' ``sdr`` averages (their
+    ``sdr/{target}`` columns but the accompaniment), where all runs agree."""
+    counts = {sum(c.startswith("sdr/") and c != "sdr/accompaniment" for c in frame.columns)
+              for frame in frames.values() if "sdr" in frame}
+    counts.discard(0)
+    return f"{next(iter(counts))} sources" if len(counts) == 1 else "the sources"
+
+
 def plot_learning_curves(metrics: Sequence[str | Path], out: str | Path,
                          names: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
     """Every experiment on one page: validation loss and validation SDR (the
-    ``sdr`` of the epochs that compute it: the mean over the four sources of
-    the median over tracks) against the training step and against wall time
+    ``sdr`` of the epochs that compute it: the mean over the model's sources,
+    MUSDB18's four or any others, of the median over tracks) against the training step and against wall time
     (:func:`wall_seconds`). ``names`` default to the files' folders."""
     plt = pyplot()
     names = list(names) if names else [Path(path).parent.name for path in metrics]
@@ -134,7 +143,7 @@ def plot_learning_curves(metrics: Sequence[str | Path], out: str | Path,
             if losses and all((loss.dropna() > 0).all() for loss in losses):
                 ax.set_yscale("log")
         axes[0, 0].set_ylabel("validation loss")
-        axes[1, 0].set_ylabel("validation SDR (dB, mean of 4 sources)")
+        axes[1, 0].set_ylabel(f"validation SDR (dB, mean of {_sources_counted(frames)})")
         axes[1, 0].set_xlabel("training step")
         axes[1, 1].set_xlabel(f"wall time ({unit}): training and validation")
         axes[0, 0].set_title("against the training step")

@@ -110,40 +110,6 @@ def plan(config: dict) -> Plan:
     return Plan(str(dataset.path), dataset.kind, dataset.is_zip, False, table_frame(tracks))
 
 
-DATA_RULES = ("toy_musdb", "toy_stems", "shard", "tracks", "stats", "data_summary")
-"""The rules of the data stages (rules/data.smk): what a dataset of other sources than MUSDB18's runs for now."""
-
-
-def requested(argv: list[str]) -> tuple[list[str], list[str]] | None:
-    """The targets and target jobs' rules of a ``snakemake`` command line, as
-    Snakemake reads it; None for ``--lint``, which runs nothing."""
-    from snakemake.cli import get_argument_parser
-
-    args, _ = get_argument_parser().parse_known_args(argv)
-    if args.lint:
-        return None
-    return [str(t) for t in args.targets or ()], [str(j).split(":")[0] for j in args.target_jobs or ()]
-
-
-def check_stages(sources: tuple[str, ...], results: str, targets: list[str], target_rules: list[str]) -> None:
-    """The stages after the data (training, separation, evaluation) know
-    MUSDB18's sources only, for now: with other ``dataset.sources`` a run
-    may ask for data targets alone (files under ``results/data/`` or
-    ``results/toy/``, data rules); anything else, the default target
-    included, is a MusicsepError naming the key."""
-    if tuple(sources) == SOURCES:
-        return
-    roots = [os.path.normpath(f"{results}/{d}") + os.sep for d in ("data", "toy")]
-    data_only = bool(targets or target_rules) and all(t in DATA_RULES for t in target_rules) and all(
-        t in DATA_RULES or any(os.path.normpath(t).startswith(r) for r in roots) for t in targets)
-    if not data_only:
-        asked = " ".join(targets + target_rules) or "the default target (all)"
-        raise MusicsepError(
-            f"dataset.sources: {', '.join(sources)}: training, separation and evaluation handle MUSDB18's "
-            f"{', '.join(SOURCES)} only for now; ask for the data alone (e.g. `snakemake {results}/data/summary.md`), "
-            f"not {asked}")
-
-
 IMAGE_SCHEMES = ("docker://", "docker-daemon://", "oras://", "library://", "shub://", "http://", "https://")
 
 
@@ -217,12 +183,21 @@ def experiment_specs(config: dict) -> dict[str, dict]:
     """One training spec per experiment (what ``musicsep train`` runs),
     checked now so that a bad experiment block fails at parse time, naming the
     key: model arguments against the model's signature, the loss against the
-    model."""
+    model. The models separate ``dataset.sources``: named in ``model_args``
+    (``sources``) only when they are not MUSDB18's four, so that a MUSDB18
+    spec (and its run's hash) stays as it was."""
     specs = {}
+    sources = tuple((config.get("dataset") or {}).get("sources") or SOURCES)
     for name, exp in config["experiments"].items():
         args = {k: _yaml_scalar(v) for k, v in (exp.get("model_args") or {}).items()}
         info = model_info(exp["model"], f"experiments.{name}.model")
         check_model_args(exp["model"], f"experiments.{name}.model_args", **args)
+        if "sources" in args and tuple(args["sources"]) != sources:
+            raise MusicsepError(f"experiments.{name}.model_args.sources: {', '.join(args['sources'])} are not "
+                                f"dataset.sources ({', '.join(sources)}); the models separate the dataset's sources")
+        args.pop("sources", None)
+        if sources != SOURCES:
+            args["sources"] = list(sources)
         shared = sorted(set(args) & ({"sample_rate"} | set(config["features"])))
         if shared:      # the STFT and features are the workflow's, one for every experiment and the oracles
             raise MusicsepError(f"experiments.{name}.model_args.{shared[0]}: set by the workflow for every "
