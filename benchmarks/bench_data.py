@@ -51,7 +51,8 @@ from torch.utils.data import DataLoader
 
 from musicsep import STREAMS
 from musicsep.data.audio import decode_blocks, probe, write_stem_mp4
-from musicsep.data.excerpts import SOURCE_ROWS, ExcerptDataset
+from musicsep.data.excerpts import ExcerptDataset
+from musicsep.data.shard import SOURCE_ROWS
 from musicsep.data.musdb import VALID_TRACKS, Dataset
 from musicsep.data.shard import write_shard
 from musicsep.memory import reuse_freed_memory
