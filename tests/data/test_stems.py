@@ -282,10 +282,11 @@ def test_stems_demo_runs_the_whole_workflow(tmp_path):
         assert shard.source_names == tuple(SIX)
     assert not (results / "models").exists()
 
-    proc = snakemake(tmp_path, configfiles=configs, timeout=3600)
+    # two oracles of the five (the anchors of the share): the others follow the same code as the models'
+    proc = snakemake(tmp_path, configfiles=configs, timeout=3600, config=["evaluation={oracles: [mix, irm1]}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     targets = [*SIX, "accompaniment"]
-    systems = ["baseline", "centroids", "dpcl", "oracle_mix", "oracle_irm1", "oracle_irm2", "oracle_ibm", "oracle_mwf"]
+    systems = ["baseline", "centroids", "dpcl", "oracle_mix", "oracle_irm1"]
     for exp in systems[:3]:
         model, _ = load_model(results / "models" / exp / "model.pt")
         assert model.sources == tuple(SIX)
