@@ -58,6 +58,8 @@ NOT_RUN = [
     (r"--sdm ", "the rules in an image or a conda environment: Apptainer and the image, or the network"),
     (r"profiles/slurm|^(sbatch|squeue|sacct|scontrol) |musicsep submit ", SLURM),
     (r"^ssh ", "a cluster's login node"),
+    (r"config/stems-demo\.yaml\s+# everything", ("the six-source demo's whole workflow: it trains, which a dry run "
+                                                  "here must not plan; tests/data/test_stems.py runs it (slow)")),
 ]
 
 pytestmark = pytest.mark.workflow
