@@ -27,6 +27,16 @@ def targets_of(sources) -> tuple[str, ...]:
     is the same set in the tables' order."""
     return tuple(sources) + (("accompaniment",) if "vocals" in sources and len(sources) > 1 else ())
 
+
+def accompaniment_sources(sources=SOURCES) -> tuple[str, ...]:
+    """The sources summed into ``accompaniment``, in the order they are
+    summed: musdb's :data:`ACCOMPANIMENT` for MUSDB18's four (so the sum is
+    musdb's to the bit), else every source but ``vocals`` in ``sources``'
+    order; none when the targets have no accompaniment (:func:`targets_of`)."""
+    if "accompaniment" not in targets_of(sources):
+        return ()
+    return ACCOMPANIMENT if sorted(sources) == sorted(SOURCES) else tuple(s for s in sources if s != "vocals")
+
 ORACLES: tuple[str, ...] = ("mix", "irm1", "irm2", "ibm", "ibm1", "ibm2", "mwf")
 """Oracle kinds: the mixture itself as every target's estimate (``mix``, SiSEC
 2018's MIX: the score of doing nothing, the floor of the share of the oracle's

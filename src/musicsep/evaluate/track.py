@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from musicsep import ACCOMPANIMENT, TARGETS, MusicsepError, targets_of
+from musicsep import TARGETS, MusicsepError, accompaniment_sources, targets_of
 from musicsep.data.shard import Shard
 from musicsep.evaluate import ACCOMPANIMENT_TARGET, ENGINES, bsseval, ordered_targets
 from musicsep.io import atomic_path, check_writable
@@ -56,12 +56,11 @@ METRICS: tuple[str, ...] = ("SDR", "SIR", "ISR", "SAR")
 
 
 def accompaniment(sources: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Every source but vocals, summed: MUSDB18's bass + drums + other as musdb
-    mixes its ``accompaniment`` target (same order, same dtype), so the
-    reference is bit-identical to musdb's; other sources in their order."""
-    names = [name for name in sources if name not in ("vocals", ACCOMPANIMENT_TARGET)]
-    if set(names) == set(ACCOMPANIMENT):
-        names = list(ACCOMPANIMENT)
+    """The sources of :func:`musicsep.accompaniment_sources` summed in its
+    order: MUSDB18's bass + drums + other as musdb mixes its
+    ``accompaniment`` target (same order, same dtype), so the reference is
+    bit-identical to musdb's."""
+    names = accompaniment_sources(tuple(name for name in sources if name != ACCOMPANIMENT_TARGET))
     return np.sum(np.array([sources[name] for name in names]), axis=0)
 
 

@@ -76,7 +76,8 @@ def audio_examples(shard: str | Path, out_dir: str | Path, page: str | Path, *,
     folder's parent (``estimates/{system}/{slug}``). The targets are those of
     the shard's sources (:func:`~musicsep.separate.stems.separation_targets`).
     Returns the clips."""
-    from musicsep.separate.stems import accompaniment_sources, separation_targets
+    from musicsep import accompaniment_sources
+    from musicsep.separate.stems import separation_targets
 
     excerpt = read_excerpt(shard, seconds, start)
     targets = separation_targets(excerpt.source_names)

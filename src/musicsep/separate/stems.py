@@ -42,7 +42,7 @@ from typing import Mapping
 import numpy as np
 import soundfile
 
-from musicsep import ACCOMPANIMENT, SOURCES, TARGETS, MusicsepError, targets_of
+from musicsep import SOURCES, TARGETS, MusicsepError, accompaniment_sources, targets_of
 from musicsep.separate import DEFAULT_FORMAT, FORMATS
 
 log = logging.getLogger(__name__)
@@ -71,16 +71,6 @@ def separation_targets(sources=SOURCES) -> tuple[str, ...]:
     :func:`musicsep.targets_of` (the sources, then ``accompaniment`` when
     one of them is ``vocals``)."""
     return TARGETS if tuple(sources) == SOURCES else targets_of(sources)
-
-
-def accompaniment_sources(sources=SOURCES) -> tuple[str, ...]:
-    """The sources summed into ``accompaniment``, in the order they are
-    summed: musdb's :data:`ACCOMPANIMENT` for MUSDB18's four (so the sum is
-    musdb's to the bit), else every source but ``vocals`` in ``sources``'
-    order; none when the targets have no accompaniment."""
-    if "accompaniment" not in targets_of(sources):
-        return ()
-    return ACCOMPANIMENT if sorted(sources) == sorted(SOURCES) else tuple(s for s in sources if s != "vocals")
 
 
 def stem_names(fmt: str = DEFAULT_FORMAT, sources=SOURCES) -> dict[str, str]:

@@ -72,10 +72,10 @@ def track_sdr(shard: str, separator) -> np.ndarray:
     equal to its reference, counts as NaN, as museval stores it); a group
     with a reference or estimate silent over the whole track, which museval
     refuses to score, is NaN throughout."""
+    from musicsep import accompaniment_sources
     from musicsep.data.shard import Shard
     from musicsep.evaluate.bsseval import SilentSource, sdr
     from musicsep.evaluate.track import museval_groups
-    from musicsep.separate.stems import accompaniment_sources
 
     with Shard(shard) as sh:
         mixture, sources, rate, names = sh.mixture(), sh.sources(), sh.sample_rate, sh.source_names
